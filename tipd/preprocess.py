@@ -1,0 +1,70 @@
+"""Preprocessing as in Gordon et al. (2019): line-by-line flattening along x, scaling to
+[-1, 1], resampling to the model input. Pure functions on ``(rows, cols)`` arrays; NaN marks
+lines not (yet) scanned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import zoom
+
+
+def flatten_lines(z: np.ndarray) -> np.ndarray:
+    """Subtract from each scan line (row) its least-squares straight line along x.
+
+    Removes per-line offsets and the x component of a plane tilt; a line offset or tilt added to
+    ``z`` leaves the result unchanged. NaN pixels are ignored in the fit and stay NaN; rows with
+    fewer than two finite pixels become NaN. Returns float64 of the same shape.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    rows, cols = z.shape
+    x = np.arange(cols, dtype=np.float64) - (cols - 1) / 2
+    ok = np.isfinite(z)
+    n = ok.sum(axis=1)
+    zz = np.where(ok, z, 0.0)
+    xx = np.where(ok, x[None, :], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = xx.sum(axis=1) / n
+        mz = zz.sum(axis=1) / n
+        dx = np.where(ok, x[None, :] - mx[:, None], 0.0)
+        var = (dx**2).sum(axis=1)
+        slope = np.where(var > 0, (dx * (zz - mz[:, None])).sum(axis=1) / np.where(var > 0, var, 1), 0.0)
+    fit = mz[:, None] + slope[:, None] * (x[None, :] - mx[:, None])
+    out: np.ndarray = np.where(ok & (n[:, None] >= 2), z - fit, np.nan)
+    return out
+
+
+def scale_unit(z: np.ndarray, clip_percentile: float = 0.5) -> np.ndarray:
+    """Map finite values linearly onto [-1, 1] between the ``clip_percentile`` and
+    ``100 - clip_percentile`` percentiles (clipping outliers such as spikes); NaN → 0 (the
+    middle grey). A constant or all-NaN image maps to zeros. Always finite, within [-1, 1].
+    """
+    z = np.asarray(z, dtype=np.float64)
+    ok = np.isfinite(z)
+    out = np.zeros(z.shape)
+    if not ok.any():
+        return out
+    lo, hi = np.percentile(z[ok], [clip_percentile, 100 - clip_percentile])
+    if not hi > lo:
+        return out
+    out[ok] = np.clip(2 * (z[ok] - lo) / (hi - lo) - 1, -1, 1)
+    return out
+
+
+def resample(z: np.ndarray, size: int) -> np.ndarray:
+    """Resample to ``(size, size)`` with linear interpolation (area mean when shrinking by an
+    integer factor, to avoid aliasing)."""
+    rows, cols = z.shape
+    if (rows, cols) == (size, size):
+        return z.astype(np.float64, copy=True)
+    if rows % size == 0 and cols % size == 0:
+        fr, fc = rows // size, cols // size
+        out: np.ndarray = z.reshape(size, fr, size, fc).mean(axis=(1, 3))
+        return out
+    result: np.ndarray = zoom(z, (size / rows, size / cols), order=1, mode="nearest", grid_mode=True)
+    return result
+
+
+def to_model_input(z: np.ndarray, size: int = 128) -> np.ndarray:
+    """The whole chain: flatten lines, scale to [-1, 1], resample to ``(size, size)``, float32."""
+    return resample(scale_unit(flatten_lines(z)), size).astype(np.float32)

@@ -1,0 +1,360 @@
+"""Labelled synthetic frames: a recipe per class of the taxonomy, seeded and deterministic.
+
+Frame ``index`` of ``surface`` under ``seed`` is drawn from its own generator
+``default_rng([seed, surface_id, index])``, so a data set is the same whatever the sharding,
+order or number of workers. Classes cycle with the index (balanced sets); ``mixed`` is the share
+of frames that get a second, independent condition (a double tip over a step edge, say) so that
+the multi-label ground truth is exercised.
+
+Ground truth per frame: ``labels`` (multi-label, one column per :attr:`Taxonomy.labels`,
+computed from what is actually in view and which tips imaged it) and ``primary`` (the class the
+recipe aimed at, for multiclass training as in the paper). ``params`` keeps every rendering
+parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tipd.synth.artefacts import CORRUPTIONS, apply_artefacts, corrupt, draw_artefacts
+from tipd.synth.geometry import ScanGrid
+from tipd.synth.imaging import image, image_with_change
+from tipd.synth.surfaces import Sample, Steps, SurfaceParams, default_params
+from tipd.synth.tip import (
+    HSI_MODES,
+    METAL_SHARP,
+    Tip,
+    changed_tip,
+    multi_tip,
+    single_tip,
+)
+from tipd.taxonomy import Taxonomy, taxonomy
+
+SURFACE_IDS = {"hsi100": 1, "au111": 2, "cu111": 3}
+METAL_SCAN_NM = 30.0  #: Au/Cu frames as in the paper: 30 nm at 150 px (here at ``pixels``)
+HSI_SCAN_NM = (4.0, 20.0)  #: H:Si scan sizes, log-uniform; rows need < 0.38 nm per pixel
+
+
+@dataclass
+class Labelled:
+    """One synthetic frame with its truth.
+
+    ``heights_m`` has shape ``(rows, cols)``, float32, metres. ``labels`` is uint8 of shape
+    ``(len(taxonomy.labels),)``; ``primary`` indexes ``taxonomy.classes``.
+    """
+
+    surface: str
+    heights_m: np.ndarray
+    labels: np.ndarray
+    primary: int
+    scan_size_nm: tuple[float, float]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label_names(self) -> list[str]:
+        tax = taxonomy(self.surface)
+        return [n for n, v in zip(tax.labels, self.labels, strict=True) if v]
+
+
+def hsi_mode(radius_nm: float) -> str:
+    """H:Si(100) imaging mode of an apex of this radius: ``atoms``, ``dimers`` or ``rows``."""
+    if radius_nm < (HSI_MODES["atoms"][1] + HSI_MODES["dimers"][0]) / 2:
+        return "atoms"
+    if radius_nm < (HSI_MODES["dimers"][1] + HSI_MODES["rows"][0]) / 2:
+        return "dimers"
+    return "rows"
+
+
+def steps_in_view(sample: Sample, grid: ScanGrid) -> bool:
+    """True when at least one step edge crosses the frame."""
+    x, y = grid.sample_xy()
+    s = sample.params.steps.coordinate(x[::4, ::4], y[::4, ::4])
+    if not np.isfinite(s).all():
+        return False
+    return bool(np.floor(s).min() != np.floor(s).max())
+
+
+def kinds_in_view(sample: Sample, grid: ScanGrid, kind: str) -> int:
+    """How many features (clusters) of ``kind`` have their centre inside the frame."""
+    f = sample.features_near(grid, margin_nm=0.0)
+    index = [k.name for k in sample.kinds].index(kind)
+    sel = f.kind == index
+    if not sel.any():
+        return 0
+    _, first = np.unique(f.group[sel], return_index=True)
+    u, v = grid.to_frame(f.x[sel][first], f.y[sel][first])
+    inside = (np.abs(u) <= grid.size_nm[0] / 2) & (np.abs(v) <= grid.size_nm[1] / 2)
+    return int(inside.sum())
+
+
+def truth_labels(
+    tax: Taxonomy,
+    tips: list[Tip],
+    changed: bool,
+    corrupted: bool,
+    steps: bool,
+    impurities: int,
+    contaminated: bool = False,
+) -> np.ndarray:
+    """Multi-label truth of a frame from what imaged it and what is in view.
+
+    Au/Cu: ``individual_atoms`` when every tip is single and sharp and the frame is neither
+    corrupted nor changed; ``double_tip`` when any tip has two or more significant apexes;
+    sample features (``step_edge``, ``impurity``) independently of the tip. H:Si: the imaging
+    mode of each single tip; ``generic_defect`` for double tips, corruption or a contaminated
+    area; ``tip_change`` as a separate flag.
+    """
+    on: set[str] = set()
+    multi = any(t.n_significant >= 2 for t in tips)
+    if tax.surface == "hsi100":
+        for t in tips:
+            if t.n_significant == 1:
+                on.add(hsi_mode(t.radius_nm))
+        if multi or corrupted or contaminated:
+            on.add("generic_defect")
+    else:
+        good = all(t.kind() == "sharp" for t in tips)
+        if good and not changed and not corrupted:
+            on.add("individual_atoms")
+        if multi:
+            on.add("double_tip")
+        if steps:
+            on.add("step_edge")
+        if impurities:
+            on.add("impurity")
+        if corrupted:
+            on.add("corruption")
+    if changed:
+        on.add("tip_change")
+    return np.array([1 if n in on else 0 for n in tax.labels], dtype=np.uint8)
+
+
+def _random_steps(rng: np.random.Generator, base: Steps, size_nm: float, present: bool) -> Steps:
+    """Steps that surely cross the frame (``present``) or surely stay out of it."""
+    if not present:
+        return Steps(height_nm=base.height_nm)
+    spacing = float(rng.uniform(0.2, 0.9)) * size_nm
+    return Steps(
+        angle=base.angle,
+        spacing_nm=spacing,
+        offset_nm=float(rng.uniform(0, spacing)),
+        height_nm=base.height_nm,
+        wiggle=tuple((a * spacing / 40, k, p) for a, k, p in base.wiggle),
+    )
+
+
+def _tip_for(rng: np.random.Generator, surface: str, want: str) -> Tip:
+    """A tip of kind ``want``: an H:Si imaging mode, ``sharp``, ``double`` or ``multiple``."""
+    band = HSI_MODES.get(want, METAL_SHARP if surface != "hsi100" else HSI_MODES["dimers"])
+    if want == "double":
+        return multi_tip(rng, band, 2)
+    if want == "multiple":
+        return multi_tip(rng, band, int(rng.integers(3, 5)))
+    return single_tip(rng, band)
+
+
+def generate(
+    surface: str,
+    index: int,
+    seed: int = 0,
+    pixels: int = 128,
+    cls: str | None = None,
+    mixed: float = 0.2,
+) -> Labelled:
+    """Frame ``index`` of ``surface`` (deterministic in ``seed, index``), ``pixels`` square.
+
+    ``cls`` forces the primary class (default: classes cycle with ``index``).
+    """
+    tax = taxonomy(surface)
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, SURFACE_IDS[surface], index])
+    primary = cls if cls is not None else tax.classes[index % len(tax.classes)]
+    if primary not in tax.classes:
+        raise KeyError(f"unknown class {primary!r} for {surface}; known: {', '.join(tax.classes)}")
+    if surface == "hsi100":
+        return _generate_hsi(tax, rng, primary, pixels, mixed, seed, index)
+    return _generate_metal(tax, rng, primary, pixels, mixed, seed, index)
+
+
+SYNTH_TILE_NM = 80.0  #: feature tile of a synthetic sample; each frame sits inside one tile
+
+
+def _grid(rng: np.random.Generator, size_nm: float, pixels: int) -> tuple[ScanGrid, dict[str, Any]]:
+    # the frame sits in the middle of one feature tile so that only one tile is ever drawn
+    cx, cy = (rng.integers(-8, 8, size=2) + 0.5) * SYNTH_TILE_NM
+    centre = (float(cx), float(cy))
+    grid = ScanGrid.regular(centre, (size_nm, size_nm), (pixels, pixels))
+    drift = (float(rng.normal(0, 0.02 * size_nm)), float(rng.normal(0, 0.02 * size_nm)))
+    creep = float(rng.uniform(0.3, 3.0)) if rng.random() < 0.3 else 0.0
+    creep_rows = float(rng.uniform(3, 0.15 * pixels))
+    grid = grid.distorted(drift, creep, creep_rows)
+    return grid, {"centre_nm": list(centre), "drift_nm": drift, "creep_nm": creep, "creep_rows": creep_rows}
+
+
+def _render(
+    sample: Sample,
+    grid: ScanGrid,
+    rng: np.random.Generator,
+    tip: Tip,
+    change: bool,
+    change_to: str | None,
+    surface: str,
+    rows_range: tuple[float, float] = (0.15, 0.85),
+) -> tuple[np.ndarray, list[Tip], dict[str, Any]]:
+    """Image through ``tip``, or with a tip change to a tip of kind ``change_to`` at a line
+    drawn within ``rows_range`` (fractions of the frame)."""
+    if not change:
+        return image(sample, grid, tip), [tip], {"tip": tip.to_dict()}
+    rows = len(grid.v)
+    row = int(rng.integers(int(rows_range[0] * rows), int(rows_range[1] * rows)))
+    new = _tip_for(rng, surface, change_to) if change_to else None
+    after = changed_tip(rng, tip, new)
+    jump = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.3))
+    col = int(rng.integers(0, len(grid.u)))
+    z = image_with_change(sample, grid, tip, after, row, jump, col)
+    return z, [tip, after], {
+        "tip": tip.to_dict(), "tip_after": after.to_dict(), "change_row": row,
+        "change_col": col, "jump_nm": jump,
+    }
+
+
+def _finish(
+    tax: Taxonomy,
+    z_nm: np.ndarray,
+    grid: ScanGrid,
+    rng: np.random.Generator,
+    corruption: str | None,
+    labels: np.ndarray,
+    primary: str,
+    params: dict[str, Any],
+) -> Labelled:
+    art = draw_artefacts(rng, low_temperature=tax.surface != "hsi100")
+    out = apply_artefacts(z_nm, art, rng, grid.pixel_nm)
+    if corruption is not None:
+        out = corrupt(out, rng, corruption)
+    params.update({"artefacts": art.to_dict(), "corruption": corruption, "class": primary})
+    return Labelled(
+        surface=tax.surface,
+        heights_m=(out * 1e-9).astype(np.float32),
+        labels=labels,
+        primary=tax.classes.index(primary),
+        scan_size_nm=grid.size_nm,
+        params=params,
+    )
+
+
+def _generate_metal(
+    tax: Taxonomy,
+    rng: np.random.Generator,
+    primary: str,
+    pixels: int,
+    mixed: float,
+    seed: int,
+    index: int,
+) -> Labelled:
+    surface = tax.surface
+    size = METAL_SCAN_NM
+    grid, geo = _grid(rng, size, pixels)
+    secondary = None
+    if rng.random() < mixed:
+        options = [c for c in ("double_tip", "step_edge", "impurity", "tip_change") if c != primary]
+        secondary = str(rng.choice(options))
+    wants = {primary, secondary}
+    base = default_params(surface, rng)
+    params = SurfaceParams(
+        surface=surface,
+        lattice_angle=base.lattice_angle,
+        steps=_random_steps(rng, base.steps, size, "step_edge" in wants),
+        herringbone=base.herringbone * float(rng.uniform(0.6, 1.4)),
+        herringbone_angle=base.herringbone_angle,
+        herringbone_phase=base.herringbone_phase,
+        waves=base.waves * float(rng.uniform(0.5, 1.5)),
+    )
+    adatoms = float(rng.uniform(0.004, 0.02))
+    sample = Sample(
+        params, seed=int(rng.integers(2**31)), densities={"adatom": adatoms, "impurity": 0.0},
+        tile_nm=SYNTH_TILE_NM,
+    )
+    if "impurity" in wants:
+        for _ in range(int(rng.integers(1, 4))):
+            u, v = rng.uniform(-0.4, 0.4, size=2) * size
+            x = grid.centre_nm[0] + u
+            y = grid.centre_nm[1] + v
+            sample.add(sample.draw_feature("impurity", x, y, rng))
+    kind = "sharp"
+    if "double_tip" in wants:
+        kind = "double" if rng.random() < 0.75 else "multiple"
+    tip = _tip_for(rng, surface, kind)
+    change_to = str(rng.choice(["sharp", "double"], p=[0.7, 0.3]))
+    z, tips, tip_params = _render(sample, grid, rng, tip, "tip_change" in wants, change_to, surface)
+    corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
+    labels = truth_labels(
+        tax, tips, "tip_change" in wants, corruption is not None, steps_in_view(sample, grid),
+        kinds_in_view(sample, grid, "impurity"),
+    )
+    meta = {"seed": seed, "index": index, "secondary": secondary, **geo, **tip_params,
+            "adatom_density": adatoms, "step_spacing_nm": params.steps.spacing_nm}
+    return _finish(tax, z, grid, rng, corruption, labels, primary, meta)
+
+
+def _generate_hsi(
+    tax: Taxonomy,
+    rng: np.random.Generator,
+    primary: str,
+    pixels: int,
+    mixed: float,
+    seed: int,
+    index: int,
+) -> Labelled:
+    lo, hi = HSI_SCAN_NM
+    size = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    size = min(size, 0.3 * pixels)  # keep rows resolvable (pixel < 0.3 nm)
+    grid, geo = _grid(rng, size, pixels)
+    base = default_params("hsi100", rng)
+    steps = base.steps
+    if rng.random() < 0.5:  # Si(100) terraces are narrow: often a step or two in view
+        steps = _random_steps(rng, base.steps, size * 1.5, True)
+    params = SurfaceParams(
+        surface="hsi100",
+        lattice_angle=float(rng.uniform(0, math.pi)),  # scans at any rotation, as the paper's
+        steps=steps,
+        buckling=float(rng.uniform(0.1, 0.6)) if primary == "dimers" and rng.random() < 0.5 else 0.0,
+        herringbone=0.0,
+        waves=0.0,
+    )
+    densities = {"dangling_bond": float(rng.uniform(0.002, 0.03)),
+                 "vacancy": float(rng.uniform(0.0, 0.01)), "cluster": 0.0}
+    defect = None
+    if primary == "generic_defect":
+        defect = str(rng.choice(["contamination", "double", "corruption", "vacancies"]))
+        if defect == "contamination":
+            densities["cluster"] = float(rng.uniform(0.01, 0.05))
+        elif defect == "vacancies":
+            densities["vacancy"] = float(rng.uniform(0.05, 0.15))
+            densities["dangling_bond"] = float(rng.uniform(0.05, 0.15))
+    sample = Sample(params, seed=int(rng.integers(2**31)), densities=densities, tile_nm=SYNTH_TILE_NM)
+    if defect == "contamination":
+        for _ in range(int(rng.integers(2, 6))):
+            u, v = rng.uniform(-0.45, 0.45, size=2) * size
+            sample.add(sample.draw_feature("cluster", grid.centre_nm[0] + u, grid.centre_nm[1] + v, rng))
+    mode = primary if primary in HSI_MODES else str(rng.choice(list(HSI_MODES)))
+    if defect == "double":
+        tip = multi_tip(rng, HSI_MODES[mode], 2 if rng.random() < 0.75 else 3)
+    else:
+        tip = single_tip(rng, HSI_MODES[mode])
+    change = rng.random() < 0.3
+    change_to = mode if rng.random() < 0.6 else str(rng.choice(list(HSI_MODES)))
+    # when the mode changes, the tip before must image most lines so the class stays true
+    rows_range = (0.15, 0.85) if change_to == mode else (0.55, 0.85)
+    z, tips, tip_params = _render(sample, grid, rng, tip, change, change_to, "hsi100", rows_range)
+    corruption = str(rng.choice(CORRUPTIONS)) if defect == "corruption" else None
+    labels = truth_labels(
+        tax, tips, change, corruption is not None, False, 0,
+        contaminated=defect in ("contamination", "vacancies"),
+    )
+    meta = {"seed": seed, "index": index, "defect": defect, "mode": mode, **geo, **tip_params,
+            "buckling": params.buckling, "step_spacing_nm": params.steps.spacing_nm}
+    return _finish(tax, z, grid, rng, corruption, labels, primary, meta)
