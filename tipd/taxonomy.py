@@ -47,7 +47,7 @@ TAXONOMIES: dict[str, Taxonomy] = {
 SURFACES: tuple[str, ...] = tuple(TAXONOMIES)
 
 #: Pretty names for reports and sheets.
-SURFACE_TITLES = {"hsi100": "H:Si(100)-2×1", "au111": "Au(111)", "cu111": "Cu(111)"}
+SURFACE_TITLES = {"hsi100": "H:Si(100)-2x1", "au111": "Au(111)", "cu111": "Cu(111)"}
 
 
 def taxonomy(surface: str) -> Taxonomy:

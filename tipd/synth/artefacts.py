@@ -40,7 +40,7 @@ def draw_artefacts(rng: np.random.Generator, low_temperature: bool) -> Artefacts
         white_nm=float(rng.uniform(*noise)),
         pink_nm=float(rng.uniform(*noise)),
         line_walk_nm=float(rng.uniform(0.0, 0.02)),
-        line_jitter_nm=float(rng.uniform(0.0, 0.008)),
+        line_jitter_nm=float(rng.uniform(0.0, 0.015)),
         tilt=(float(rng.normal(0, 0.02)), float(rng.normal(0, 0.02))),
         feedback_r=float(rng.choice([0.0, rng.uniform(0.3, 0.8)])),
         feedback_w=float(rng.uniform(0.3, 1.2)),

@@ -1,0 +1,142 @@
+"""The ``tipd`` command line: one sub-command per job, each a thin layer over a module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tipd import __version__
+from tipd.taxonomy import SURFACES
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    if args.sheet is not None:
+        from tipd.synth.sheets import class_sheet
+
+        surfaces = [args.surface] if args.surface else list(SURFACES)
+        path = class_sheet(surfaces, args.sheet, per_class=args.per_class, seed=args.seed)
+        print(f"wrote {path}")
+        return 0
+    if args.compare is not None:
+        from tipd.synth.sheets import comparison_sheet
+
+        path = comparison_sheet(args.fixtures, args.compare, seed=args.seed)
+        print(f"wrote {path}")
+        return 0
+    if args.surface is None or args.out is None or args.n is None:
+        print("tipd synth: give --surface, --n and --out (or --sheet FILE.png)", file=sys.stderr)
+        return 2
+    from tipd.synth.shards import write_dataset
+
+    manifest = write_dataset(
+        args.surface, args.n, args.out, seed=args.seed, pixels=args.pixels,
+        shard_size=args.shard_size, workers=args.workers, progress=not args.quiet,
+    )
+    print(f"wrote {manifest}")
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from tipd.logs import configure
+    from tipd.sim.microscope import DEFAULT_SCAN_NM, ScanSettings, VirtualMicroscope
+    from tipd.sim.server import SimEndpoints, SimServer
+    from tipd.sim.tipstate import TipRates
+
+    configure(json_lines=args.json_logs)
+    settings = ScanSettings(
+        pixels=args.pixels,
+        scan_size_nm=args.scan_size or DEFAULT_SCAN_NM[args.surface],
+        line_time_s=args.line_time,
+        chunk_lines=args.chunk_lines,
+        bias_V=args.bias,
+        setpoint_A=args.setpoint,
+    )
+    rates = TipRates(change_per_line=args.change_per_line)
+    mic = VirtualMicroscope(args.surface, seed=args.seed, settings=settings, rates=rates,
+                            start_tip=args.start_tip, name=args.microscope)
+    server = SimServer(mic, SimEndpoints(args.frames, args.control), truth_path=args.truth,
+                       max_frames=args.max_frames, action_time_scale=args.action_time_scale)
+    return server.run()
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from tipd.watch import watch, write_sheet
+
+    result = watch(args.frames, args.n, args.timeout)
+    print(f"{len(result.frames)} frames, {result.chunks} line chunks, "
+          f"{result.assembled_equal} frames identical to their assembled chunks, "
+          f"{len(result.errors)} rejected messages")
+    if args.sheet is not None and result.frames:
+        print(f"wrote {write_sheet(result.frames, args.sheet)}")
+    return 0 if result.frames else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tipd.sim.server import DEFAULT_CONTROL_ENDPOINT, DEFAULT_FRAMES_ENDPOINT
+    from tipd.sim.tipstate import TIP_KINDS
+
+    parser = argparse.ArgumentParser(prog="tipd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tipd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="render labelled synthetic frames, or contact sheets")
+    p.add_argument("--surface", choices=SURFACES)
+    p.add_argument("--n", type=int, help="number of frames")
+    p.add_argument("--out", type=Path, help="output folder for shards and manifest.json")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pixels", type=int, default=128, help="frame side in pixels (default 128)")
+    p.add_argument("--shard-size", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--sheet", type=Path, help="write a contact sheet (one row per class) here")
+    p.add_argument("--per-class", type=int, default=8, help="frames per class on the sheet")
+    p.add_argument("--compare", type=Path, help="write a synthetic-vs-real sheet here")
+    p.add_argument("--fixtures", type=Path, default=Path("../shared/fixtures"),
+                   help="folder of real scans for --compare")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("sim", help="run the virtual microscope")
+    p.add_argument("--microscope", default="stm1", help="microscope id (default stm1)")
+    p.add_argument("--surface", choices=SURFACES, default="au111")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT,
+                   help=f"frame endpoint to connect to (default {DEFAULT_FRAMES_ENDPOINT})")
+    p.add_argument("--control", default=DEFAULT_CONTROL_ENDPOINT,
+                   help=f"controller endpoint to bind (default {DEFAULT_CONTROL_ENDPOINT})")
+    p.add_argument("--pixels", type=int, default=256)
+    p.add_argument("--scan-size", type=float, help="frame size, nm (default per surface)")
+    p.add_argument("--line-time", type=float, default=5.0 / 256,
+                   help="seconds per scan line (default 5 s per 256-line frame)")
+    p.add_argument("--chunk-lines", type=int, default=16, help="lines per published chunk")
+    p.add_argument("--bias", type=float, default=0.5, help="reported sample bias, V")
+    p.add_argument("--setpoint", type=float, default=100e-12, help="reported setpoint, A")
+    p.add_argument("--start-tip", choices=[*TIP_KINDS, "mixed"], default="sharp")
+    p.add_argument("--change-per-line", type=float, default=1 / 4000,
+                   help="probability of a spontaneous tip change per line")
+    p.add_argument("--truth", type=Path, default=Path("sim-truth.jsonl"),
+                   help="JSON-lines truth log (default ./sim-truth.jsonl)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--action-time-scale", type=float, default=1.0,
+                   help="multiply the time actions take (0: instant)")
+    p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout")
+    p.set_defaults(func=_cmd_sim)
+
+    p = sub.add_parser("watch", help="bind the frame endpoint and show what arrives")
+    p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="endpoint to bind")
+    p.add_argument("--n", type=int, default=6, help="stop after this many complete frames")
+    p.add_argument("--timeout", type=float, default=120.0, help="give up after seconds")
+    p.add_argument("--sheet", type=Path, help="write a contact sheet of the frames here")
+    p.set_defaults(func=_cmd_watch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""``.npy`` heights in metres, rows = scan lines, with an optional sidecar ``<name>.json``
+holding ``scan_size_nm`` ([w, h]) and any other :class:`Frame` header field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tipd.frames import Frame
+from tipd.readers import ReaderError
+
+_FIELDS = {"scan_size_nm", "angle_deg", "bias_V", "setpoint_A", "surface", "position_nm",
+           "channel", "direction", "unit", "microscope", "frame_id"}
+
+
+def read_npy(path: Path) -> Frame:
+    """A 2-D float array; never unpickles."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ReaderError(f"{path}: not a plain numeric .npy array ({exc})") from exc
+    if data.ndim != 2 or not np.issubdtype(data.dtype, np.number):
+        raise ReaderError(f"{path}: expected a 2-D numeric array, got {data.dtype} {data.shape}")
+    meta: dict[str, object] = {}
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except json.JSONDecodeError as exc:
+            raise ReaderError(f"{sidecar}: invalid JSON ({exc})") from exc
+        unknown = set(meta) - _FIELDS
+        if unknown:
+            raise ReaderError(f"{sidecar}: unknown fields {sorted(unknown)}; known: {sorted(_FIELDS)}")
+    size = meta.pop("scan_size_nm", None)
+    if size is None:
+        raise ReaderError(f"{path}: needs a sidecar {sidecar.name} with scan_size_nm [w, h]")
+    w, h = (float(v) for v in size)  # type: ignore[union-attr]
+    pos = meta.pop("position_nm", (0.0, 0.0))
+    frame = Frame(data=data.astype(np.float64), scan_size_nm=(w, h), source=str(path),
+                  frame_id=path.stem, position_nm=(float(pos[0]), float(pos[1])))  # type: ignore[index]
+    return frame.replace(**meta) if meta else frame
