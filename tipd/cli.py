@@ -31,8 +31,14 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from tipd.synth.shards import write_dataset
 
     manifest = write_dataset(
-        args.surface, args.n, args.out, seed=args.seed, pixels=args.pixels,
-        shard_size=args.shard_size, workers=args.workers, progress=not args.quiet,
+        args.surface,
+        args.n,
+        args.out,
+        seed=args.seed,
+        pixels=args.pixels,
+        shard_size=args.shard_size,
+        workers=args.workers,
+        progress=not args.quiet,
     )
     print(f"wrote {manifest}")
     return 0
@@ -54,10 +60,21 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         setpoint_A=args.setpoint,
     )
     rates = TipRates(change_per_line=args.change_per_line)
-    mic = VirtualMicroscope(args.surface, seed=args.seed, settings=settings, rates=rates,
-                            start_tip=args.start_tip, name=args.microscope)
-    server = SimServer(mic, SimEndpoints(args.frames, args.control), truth_path=args.truth,
-                       max_frames=args.max_frames, action_time_scale=args.action_time_scale)
+    mic = VirtualMicroscope(
+        args.surface,
+        seed=args.seed,
+        settings=settings,
+        rates=rates,
+        start_tip=args.start_tip,
+        name=args.microscope,
+    )
+    server = SimServer(
+        mic,
+        SimEndpoints(args.frames, args.control),
+        truth_path=args.truth,
+        max_frames=args.max_frames,
+        action_time_scale=args.action_time_scale,
+    )
     return server.run()
 
 
@@ -65,9 +82,11 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     from tipd.watch import watch, write_sheet
 
     result = watch(args.frames, args.n, args.timeout)
-    print(f"{len(result.frames)} frames, {result.chunks} line chunks, "
-          f"{result.assembled_equal} frames identical to their assembled chunks, "
-          f"{len(result.errors)} rejected messages")
+    print(
+        f"{len(result.frames)} frames, {result.chunks} line chunks, "
+        f"{result.assembled_equal} frames identical to their assembled chunks, "
+        f"{len(result.errors)} rejected messages"
+    )
     if args.sheet is not None and result.frames:
         print(f"wrote {write_sheet(result.frames, args.sheet)}")
     return 0 if result.frames else 1
@@ -93,33 +112,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheet", type=Path, help="write a contact sheet (one row per class) here")
     p.add_argument("--per-class", type=int, default=8, help="frames per class on the sheet")
     p.add_argument("--compare", type=Path, help="write a synthetic-vs-real sheet here")
-    p.add_argument("--fixtures", type=Path, default=Path("../shared/fixtures"),
-                   help="folder of real scans for --compare")
+    p.add_argument(
+        "--fixtures",
+        type=Path,
+        default=Path("../shared/fixtures"),
+        help="folder of real scans for --compare",
+    )
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("sim", help="run the virtual microscope")
     p.add_argument("--microscope", default="stm1", help="microscope id (default stm1)")
     p.add_argument("--surface", choices=SURFACES, default="au111")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT,
-                   help=f"frame endpoint to connect to (default {DEFAULT_FRAMES_ENDPOINT})")
-    p.add_argument("--control", default=DEFAULT_CONTROL_ENDPOINT,
-                   help=f"controller endpoint to bind (default {DEFAULT_CONTROL_ENDPOINT})")
+    p.add_argument(
+        "--frames",
+        default=DEFAULT_FRAMES_ENDPOINT,
+        help=f"frame endpoint to connect to (default {DEFAULT_FRAMES_ENDPOINT})",
+    )
+    p.add_argument(
+        "--control",
+        default=DEFAULT_CONTROL_ENDPOINT,
+        help=f"controller endpoint to bind (default {DEFAULT_CONTROL_ENDPOINT})",
+    )
     p.add_argument("--pixels", type=int, default=256)
     p.add_argument("--scan-size", type=float, help="frame size, nm (default per surface)")
-    p.add_argument("--line-time", type=float, default=5.0 / 256,
-                   help="seconds per scan line (default 5 s per 256-line frame)")
+    p.add_argument(
+        "--line-time",
+        type=float,
+        default=5.0 / 256,
+        help="seconds per scan line (default 5 s per 256-line frame)",
+    )
     p.add_argument("--chunk-lines", type=int, default=16, help="lines per published chunk")
     p.add_argument("--bias", type=float, default=0.5, help="reported sample bias, V")
     p.add_argument("--setpoint", type=float, default=100e-12, help="reported setpoint, A")
     p.add_argument("--start-tip", choices=[*TIP_KINDS, "mixed"], default="sharp")
-    p.add_argument("--change-per-line", type=float, default=1 / 4000,
-                   help="probability of a spontaneous tip change per line")
-    p.add_argument("--truth", type=Path, default=Path("sim-truth.jsonl"),
-                   help="JSON-lines truth log (default ./sim-truth.jsonl)")
+    p.add_argument(
+        "--change-per-line",
+        type=float,
+        default=1 / 4000,
+        help="probability of a spontaneous tip change per line",
+    )
+    p.add_argument(
+        "--truth",
+        type=Path,
+        default=Path("sim-truth.jsonl"),
+        help="JSON-lines truth log (default ./sim-truth.jsonl)",
+    )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--action-time-scale", type=float, default=1.0,
-                   help="multiply the time actions take (0: instant)")
+    p.add_argument(
+        "--action-time-scale",
+        type=float,
+        default=1.0,
+        help="multiply the time actions take (0: instant)",
+    )
     p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout")
     p.set_defaults(func=_cmd_sim)
 

@@ -17,7 +17,7 @@ def flatten_lines(z: np.ndarray) -> np.ndarray:
     fewer than two finite pixels become NaN. Returns float64 of the same shape.
     """
     z = np.asarray(z, dtype=np.float64)
-    rows, cols = z.shape
+    cols = z.shape[1]
     x = np.arange(cols, dtype=np.float64) - (cols - 1) / 2
     ok = np.isfinite(z)
     n = ok.sum(axis=1)
@@ -28,7 +28,9 @@ def flatten_lines(z: np.ndarray) -> np.ndarray:
         mz = zz.sum(axis=1) / n
         dx = np.where(ok, x[None, :] - mx[:, None], 0.0)
         var = (dx**2).sum(axis=1)
-        slope = np.where(var > 0, (dx * (zz - mz[:, None])).sum(axis=1) / np.where(var > 0, var, 1), 0.0)
+        slope = np.where(
+            var > 0, (dx * (zz - mz[:, None])).sum(axis=1) / np.where(var > 0, var, 1), 0.0
+        )
     fit = mz[:, None] + slope[:, None] * (x[None, :] - mx[:, None])
     out: np.ndarray = np.where(ok & (n[:, None] >= 2), z - fit, np.nan)
     return out
@@ -61,7 +63,9 @@ def resample(z: np.ndarray, size: int) -> np.ndarray:
         fr, fc = rows // size, cols // size
         out: np.ndarray = z.reshape(size, fr, size, fc).mean(axis=(1, 3))
         return out
-    result: np.ndarray = zoom(z, (size / rows, size / cols), order=1, mode="nearest", grid_mode=True)
+    result: np.ndarray = zoom(
+        z, (size / rows, size / cols), order=1, mode="nearest", grid_mode=True
+    )
     return result
 
 

@@ -54,7 +54,9 @@ def contact_sheet(rows: list[SheetRow], path: Path, tile: int = 128, title: str 
         draw.text((gap + 2, 6), title, fill=(240, 240, 240), font=_font(16))
     for i, row in enumerate(rows):
         y = head + gap + i * (tile + cap_h + gap)
-        draw.multiline_text((gap + 2, y + tile // 2 - 14), row.title, fill=(230, 230, 230), font=font)
+        draw.multiline_text(
+            (gap + 2, y + tile // 2 - 14), row.title, fill=(230, 230, 230), font=font
+        )
         for j, (z, cap) in enumerate(zip(row.frames, row.captions, strict=True)):
             x = label_w + gap + j * (tile + gap)
             sheet.paste(render_tile(z, tile), (x, y))

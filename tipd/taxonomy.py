@@ -55,6 +55,4 @@ def taxonomy(surface: str) -> Taxonomy:
     try:
         return TAXONOMIES[surface]
     except KeyError:
-        raise KeyError(
-            f"unknown surface {surface!r}; known: {', '.join(SURFACES)}"
-        ) from None
+        raise KeyError(f"unknown surface {surface!r}; known: {', '.join(SURFACES)}") from None

@@ -37,7 +37,7 @@ def watch(
 ) -> WatchResult:
     """Bind a SUB socket at ``endpoint`` and collect ``n_frames`` complete frames (or stop at
     ``timeout_s``). Line chunks are assembled and compared with the complete frame."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RCVHWM, 10000)
@@ -90,9 +90,11 @@ def write_sheet(frames: list[Frame], path: Path, per_row: int = 6) -> Path:
     rows = []
     for k in range(0, len(frames), per_row):
         chunk = frames[k : k + per_row]
-        rows.append(SheetRow(
-            title=f"frames {k + 1}–{k + len(chunk)}",
-            frames=[f.data for f in chunk],
-            captions=[f.frame_id for f in chunk],
-        ))
+        rows.append(
+            SheetRow(
+                title=f"frames {k + 1}–{k + len(chunk)}",
+                frames=[f.data for f in chunk],
+                captions=[f.frame_id for f in chunk],
+            )
+        )
     return contact_sheet(rows, path, tile=160, title="tipd watch: frames as received")

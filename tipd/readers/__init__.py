@@ -63,5 +63,7 @@ def read_any(path: Path | str, direction: str = "forward") -> Frame:
     except FileNotFoundError as exc:
         raise ReaderError(f"{path}: no such file") from exc
     except Exception as exc:  # a third-party reader failing on a bad file
-        raise ReaderError(f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})") from exc
+        raise ReaderError(
+            f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})"
+        ) from exc
     raise ReaderError(f"{path}: unknown file type {suffix!r}; known: {', '.join(SUFFIXES)}")

@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tipd.frames import Frame
 from tipd.readers import ReaderError
 
-_FIELDS = {"scan_size_nm", "angle_deg", "bias_V", "setpoint_A", "surface", "position_nm",
-           "channel", "direction", "unit", "microscope", "frame_id"}
+_FIELDS = {
+    "scan_size_nm",
+    "angle_deg",
+    "bias_V",
+    "setpoint_A",
+    "surface",
+    "position_nm",
+    "channel",
+    "direction",
+    "unit",
+    "microscope",
+    "frame_id",
+}
 
 
 def read_npy(path: Path) -> Frame:
@@ -23,7 +35,7 @@ def read_npy(path: Path) -> Frame:
         raise ReaderError(f"{path}: not a plain numeric .npy array ({exc})") from exc
     if data.ndim != 2 or not np.issubdtype(data.dtype, np.number):
         raise ReaderError(f"{path}: expected a 2-D numeric array, got {data.dtype} {data.shape}")
-    meta: dict[str, object] = {}
+    meta: dict[str, Any] = {}
     sidecar = path.with_suffix(".json")
     if sidecar.exists():
         try:
@@ -32,12 +44,19 @@ def read_npy(path: Path) -> Frame:
             raise ReaderError(f"{sidecar}: invalid JSON ({exc})") from exc
         unknown = set(meta) - _FIELDS
         if unknown:
-            raise ReaderError(f"{sidecar}: unknown fields {sorted(unknown)}; known: {sorted(_FIELDS)}")
+            raise ReaderError(
+                f"{sidecar}: unknown fields {sorted(unknown)}; known: {sorted(_FIELDS)}"
+            )
     size = meta.pop("scan_size_nm", None)
     if size is None:
         raise ReaderError(f"{path}: needs a sidecar {sidecar.name} with scan_size_nm [w, h]")
-    w, h = (float(v) for v in size)  # type: ignore[union-attr]
+    w, h = (float(v) for v in size)
     pos = meta.pop("position_nm", (0.0, 0.0))
-    frame = Frame(data=data.astype(np.float64), scan_size_nm=(w, h), source=str(path),
-                  frame_id=path.stem, position_nm=(float(pos[0]), float(pos[1])))  # type: ignore[index]
+    frame = Frame(
+        data=data.astype(np.float64),
+        scan_size_nm=(w, h),
+        source=str(path),
+        frame_id=path.stem,
+        position_nm=(float(pos[0]), float(pos[1])),
+    )
     return frame.replace(**meta) if meta else frame

@@ -48,7 +48,7 @@ def read_sxm(path: Path, channel: str = "Z", direction: str = "forward") -> Fram
     for fields in info:
         fields = [f.strip() for f in fields if f.strip()]
         name, unit, dirs = fields[1], fields[2], fields[3]
-        for d in (("forward", "backward") if dirs == "both" else (dirs,)):
+        for d in ("forward", "backward") if dirs == "both" else (dirs,):
             if name == channel and d == direction:
                 found = (offset, unit)
             offset += block

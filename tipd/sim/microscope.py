@@ -195,8 +195,12 @@ class VirtualMicroscope:
                 before = self.tip.imaging_tip
                 if r > seg_start:
                     out[seg_start - a : r - a] = self._image(f.grid.rows(seg_start, r), before)
-                self._change_tip(tipstate.spontaneous_change(self.tip, self.rates, self.rng),
-                                 r, col, "spontaneous")
+                self._change_tip(
+                    tipstate.spontaneous_change(self.tip, self.rates, self.rng),
+                    r,
+                    col,
+                    "spontaneous",
+                )
                 line = self._image(f.grid.rows(r, r + 1), self.tip.imaging_tip)
                 if col > 0:
                     line[0, :col] = self._image(f.grid.rows(r, r + 1), before)[0, :col]
@@ -204,7 +208,9 @@ class VirtualMicroscope:
                 seg_start = r + 1
             r += 1
         if b > seg_start:
-            out[seg_start - a : b - a] = self._image(f.grid.rows(seg_start, b), self.tip.imaging_tip)
+            out[seg_start - a : b - a] = self._image(
+                f.grid.rows(seg_start, b), self.tip.imaging_tip
+            )
         recorded = self._artefacts(out, a)
         f.data[a:b] = recorded * 1e-9
         f.row = b
@@ -223,7 +229,9 @@ class VirtualMicroscope:
         x = np.arange(cols) * du
         y = (first_row + np.arange(n)) * dv
         out = out + art.tilt[0] * x[None, :] + art.tilt[1] * y[:, None]
-        offsets = self._line_offset + line_offsets(n, self.rng, art.line_walk_nm, art.line_jitter_nm)
+        offsets = self._line_offset + line_offsets(
+            n, self.rng, art.line_walk_nm, art.line_jitter_nm
+        )
         self._line_offset = float(offsets[-1])
         out += offsets[:, None]
         out += pink_noise(z.shape, self.rng, art.pink_nm)
@@ -231,8 +239,11 @@ class VirtualMicroscope:
         if self.tip.contaminated:  # loose material on the apex: a noisy, streaky junction
             out += self.rng.normal(0, 3 * art.white_nm + 0.003, z.shape)
             add_spikes(out, self.rng, int(self.rng.poisson(0.05 * n)), 0.2)
-        add_spikes(out, self.rng, int(self.rng.poisson(art.spikes * n / f.data.shape[0])), art.spike_nm)
-        return out
+        add_spikes(
+            out, self.rng, int(self.rng.poisson(art.spikes * n / f.data.shape[0])), art.spike_nm
+        )
+        result: np.ndarray = out
+        return result
 
     def _change_tip(self, new: HiddenTip, row: int, col: int, cause: str) -> None:
         self.tip = new
@@ -317,7 +328,10 @@ class VirtualMicroscope:
             refusal = "the tip is withdrawn: move or rescan to approach first"
         before = self.tip.to_dict()
         if refusal is not None:
-            reply, seconds = Reply(id=command.id, status="rejected", detail=refusal, t_done=time.time()), 0.0
+            reply, seconds = (
+                Reply(id=command.id, status="rejected", detail=refusal, t_done=time.time()),
+                0.0,
+            )
         else:
             detail, seconds = self._apply(command)
             reply = Reply(id=command.id, status="done", detail=detail, t_done=time.time())
@@ -346,15 +360,24 @@ class VirtualMicroscope:
         row = self.frame.row if self.frame else 0
         old = self.tip.kind
         if isinstance(p, PulseParams):
-            self._change_tip(tipstate.pulse_outcome(self.tip, p.bias_V, p.width_s, self.rng), row, 0, "pulse")
-            return f"pulse {p.bias_V:+.2f} V {p.width_s * 1e3:.0f} ms: tip {old} -> {self.tip.kind}", p.width_s
+            self._change_tip(
+                tipstate.pulse_outcome(self.tip, p.bias_V, p.width_s, self.rng), row, 0, "pulse"
+            )
+            return (
+                f"pulse {p.bias_V:+.2f} V {p.width_s * 1e3:.0f} ms: tip {old} -> {self.tip.kind}",
+                p.width_s,
+            )
         if isinstance(p, CrashParams):
             x, y = self._tip_position()
             depth, radius = tipstate.crater_size(p.depth_nm)
             self.sample.craters.append(Crater(x, y, depth, radius))
-            self._change_tip(tipstate.crash_outcome(self.tip, p.depth_nm, self.rng), row, 0, "crash")
-            return (f"crash {p.depth_nm:.2f} nm at ({x:.1f}, {y:.1f}) nm: tip {old} -> "
-                    f"{self.tip.kind}, crater {depth:.2f} nm deep"), 0.5
+            self._change_tip(
+                tipstate.crash_outcome(self.tip, p.depth_nm, self.rng), row, 0, "crash"
+            )
+            return (
+                f"crash {p.depth_nm:.2f} nm at ({x:.1f}, {y:.1f}) nm: tip {old} -> "
+                f"{self.tip.kind}, crater {depth:.2f} nm deep"
+            ), 0.5
         if isinstance(p, MoveParams):
             self.position_nm = (self.position_nm[0] + p.dx_nm, self.position_nm[1] + p.dy_nm)
             self._creep = min(5.0, 0.01 * math.hypot(p.dx_nm, p.dy_nm))

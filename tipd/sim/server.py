@@ -74,7 +74,7 @@ class SimServer:
 
     def run(self) -> int:
         """Scan until stopped (SIGINT/SIGTERM) or ``max_frames`` frames are done."""
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         pub = ctx.socket(zmq.PUB)
         pub.setsockopt(zmq.LINGER, 500)
         pub.setsockopt(zmq.SNDHWM, 2000)
@@ -90,9 +90,16 @@ class SimServer:
             self.truth_path.parent.mkdir(parents=True, exist_ok=True)
             self._truth = self.truth_path.open("a")
         s = self.mic.settings
-        log.info("sim started", microscope=self.mic.name, surface=self.mic.surface,
-                 frames=self.endpoints.frames, control=self.endpoints.control,
-                 pixels=s.pixels, scan_size_nm=s.scan_size_nm, line_time_s=s.line_time_s)
+        log.info(
+            "sim started",
+            microscope=self.mic.name,
+            surface=self.mic.surface,
+            frames=self.endpoints.frames,
+            control=self.endpoints.control,
+            pixels=s.pixels,
+            scan_size_nm=s.scan_size_nm,
+            line_time_s=s.line_time_s,
+        )
         deadline = time.monotonic()
         try:
             while not self._stop:
@@ -148,5 +155,11 @@ class SimServer:
             router.send_multipart([identity, *encode_reply(done.reply)])
             if done.record is not None:
                 self._write_truth(done.record)
-            log.info("command", id=command.id, action=command.action, status=done.reply.status,
-                     detail=done.reply.detail, repeat=done.record is None)
+            log.info(
+                "command",
+                id=command.id,
+                action=command.action,
+                status=done.reply.status,
+                detail=done.reply.detail,
+                repeat=done.record is None,
+            )

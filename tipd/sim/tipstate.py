@@ -139,8 +139,12 @@ def line_change_probability(hidden: HiddenTip, rates: TipRates) -> float:
 def wear(hidden: HiddenTip, rates: TipRates, rng: np.random.Generator) -> HiddenTip:
     """End-of-frame ageing: slow blunting and occasional pick-up of an adsorbate **[guess]**."""
     factor = 1 + rates.wear_per_frame
-    tip = Tip(tuple(Apex(a.dx_nm, a.dy_nm, a.dz_nm, a.weight, a.radius_nm * factor)
-                    for a in hidden.tip.apexes))
+    tip = Tip(
+        tuple(
+            Apex(a.dx_nm, a.dy_nm, a.dz_nm, a.weight, a.radius_nm * factor)
+            for a in hidden.tip.apexes
+        )
+    )
     contaminated = hidden.contaminated or rng.random() < rates.pickup_per_frame
     return HiddenTip(tip, hidden.surface, contaminated)
 
@@ -163,21 +167,24 @@ def pulse_outcome(
     kind = hidden.tip.kind(blunt_min=hidden.blunt_min)
     if kind in ("double", "multiple"):
         fix, worse = 0.15 + 0.45 * s, 0.1 + 0.1 * s
-        new = _reshape(hidden, {"sharp": fix, "multiple": worse / 2, "blunt": worse / 2,
-                                "same": 1 - fix - worse}, rng)
+        new = _reshape(
+            hidden,
+            {"sharp": fix, "multiple": worse / 2, "blunt": worse / 2, "same": 1 - fix - worse},
+            rng,
+        )
     elif kind == "blunt":
         fix = 0.05 + 0.25 * s
         new = _reshape(hidden, {"sharp": fix, "double": 0.1 * s, "same": 1 - fix - 0.1 * s}, rng)
     else:
         keep = 0.9 - 0.3 * s
-        new = _reshape(hidden, {"same": keep, "double": (1 - keep) / 2, "blunt": (1 - keep) / 2}, rng)
+        new = _reshape(
+            hidden, {"same": keep, "double": (1 - keep) / 2, "blunt": (1 - keep) / 2}, rng
+        )
     new.contaminated = contaminated
     return new
 
 
-def crash_outcome(
-    hidden: HiddenTip, depth_nm: float, rng: np.random.Generator
-) -> HiddenTip:
+def crash_outcome(hidden: HiddenTip, depth_nm: float, rng: np.random.Generator) -> HiddenTip:
     """The tip after a controlled crash (dip) of ``depth_nm`` into the sample.
 
     **[lit, qualitative]** DeepSPM dips of 0.8–5 nm reshape the apex completely; the result is
@@ -187,8 +194,11 @@ def crash_outcome(
     """
     d = min(1.0, depth_nm / 3.0)
     sharp = 0.3 + 0.15 * d
-    new = _reshape(hidden, {"sharp": sharp, "blunt": 0.35, "double": 0.2,
-                            "multiple": max(0.0, 1 - sharp - 0.55)}, rng)
+    new = _reshape(
+        hidden,
+        {"sharp": sharp, "blunt": 0.35, "double": 0.2, "multiple": max(0.0, 1 - sharp - 0.55)},
+        rng,
+    )
     new.contaminated = (hidden.contaminated and rng.random() < 0.3) or rng.random() < 0.1
     return new
 

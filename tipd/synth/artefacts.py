@@ -29,7 +29,10 @@ class Artefacts:
     spike_nm: float = 0.3
 
     def to_dict(self) -> dict[str, object]:
-        return {k: (list(v) if isinstance(v, tuple) else round(float(v), 6)) for k, v in asdict(self).items()}
+        return {
+            k: (list(v) if isinstance(v, tuple) else round(float(v), 6))
+            for k, v in asdict(self).items()
+        }
 
 
 def draw_artefacts(rng: np.random.Generator, low_temperature: bool) -> Artefacts:
@@ -83,7 +86,9 @@ def line_offsets(rows: int, rng: np.random.Generator, walk: float, jitter: float
     return np.cumsum(rng.normal(0, walk, rows)) + rng.normal(0, jitter, rows)
 
 
-def tilt_plane(shape: tuple[int, int], pixel_nm: tuple[float, float], slope: tuple[float, float]) -> np.ndarray:
+def tilt_plane(
+    shape: tuple[int, int], pixel_nm: tuple[float, float], slope: tuple[float, float]
+) -> np.ndarray:
     """Plane ``slope_x · x + slope_y · y`` (nm) over the frame, shape ``shape``."""
     rows, cols = shape
     x = np.arange(cols) * pixel_nm[0]
@@ -112,7 +117,8 @@ def apply_artefacts(
     out += pink_noise(z.shape, rng, art.pink_nm)
     out += art.white_nm * rng.standard_normal(z.shape, dtype=np.float32)
     add_spikes(out, rng, art.spikes, art.spike_nm)
-    return out
+    result: np.ndarray = out
+    return result
 
 
 # --------------------------------------------------------------------------- corruption

@@ -189,9 +189,14 @@ def _grid(rng: np.random.Generator, size_nm: float, pixels: int) -> tuple[ScanGr
     grid = ScanGrid.regular(centre, (size_nm, size_nm), (pixels, pixels))
     drift = (float(rng.normal(0, 0.02 * size_nm)), float(rng.normal(0, 0.02 * size_nm)))
     creep = float(rng.uniform(0.3, 3.0)) if rng.random() < 0.3 else 0.0
-    creep_rows = float(rng.uniform(3, 0.15 * pixels))
+    creep_rows = float(rng.uniform(3, max(3.0, 0.15 * pixels)))
     grid = grid.distorted(drift, creep, creep_rows)
-    return grid, {"centre_nm": list(centre), "drift_nm": drift, "creep_nm": creep, "creep_rows": creep_rows}
+    return grid, {
+        "centre_nm": list(centre),
+        "drift_nm": drift,
+        "creep_nm": creep,
+        "creep_rows": creep_rows,
+    }
 
 
 def _render(
@@ -215,10 +220,17 @@ def _render(
     jump = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.3))
     col = int(rng.integers(0, len(grid.u)))
     z = image_with_change(sample, grid, tip, after, row, jump, col)
-    return z, [tip, after], {
-        "tip": tip.to_dict(), "tip_after": after.to_dict(), "change_row": row,
-        "change_col": col, "jump_nm": jump,
-    }
+    return (
+        z,
+        [tip, after],
+        {
+            "tip": tip.to_dict(),
+            "tip_after": after.to_dict(),
+            "change_row": row,
+            "change_col": col,
+            "jump_nm": jump,
+        },
+    )
 
 
 def _finish(
@@ -275,7 +287,9 @@ def _generate_metal(
     )
     adatoms = float(rng.uniform(0.004, 0.02))
     sample = Sample(
-        params, seed=int(rng.integers(2**31)), densities={"adatom": adatoms, "impurity": 0.0},
+        params,
+        seed=int(rng.integers(2**31)),
+        densities={"adatom": adatoms, "impurity": 0.0},
         tile_nm=SYNTH_TILE_NM,
     )
     if "impurity" in wants:
@@ -292,11 +306,22 @@ def _generate_metal(
     z, tips, tip_params = _render(sample, grid, rng, tip, "tip_change" in wants, change_to, surface)
     corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
     labels = truth_labels(
-        tax, tips, "tip_change" in wants, corruption is not None, steps_in_view(sample, grid),
+        tax,
+        tips,
+        "tip_change" in wants,
+        corruption is not None,
+        steps_in_view(sample, grid),
         kinds_in_view(sample, grid, "impurity"),
     )
-    meta = {"seed": seed, "index": index, "secondary": secondary, **geo, **tip_params,
-            "adatom_density": adatoms, "step_spacing_nm": params.steps.spacing_nm}
+    meta = {
+        "seed": seed,
+        "index": index,
+        "secondary": secondary,
+        **geo,
+        **tip_params,
+        "adatom_density": adatoms,
+        "step_spacing_nm": params.steps.spacing_nm,
+    }
     return _finish(tax, z, grid, rng, corruption, labels, primary, meta)
 
 
@@ -321,12 +346,17 @@ def _generate_hsi(
         surface="hsi100",
         lattice_angle=float(rng.uniform(0, math.pi)),  # scans at any rotation, as the paper's
         steps=steps,
-        buckling=float(rng.uniform(0.1, 0.6)) if primary == "dimers" and rng.random() < 0.5 else 0.0,
+        buckling=float(rng.uniform(0.1, 0.6))
+        if primary == "dimers" and rng.random() < 0.5
+        else 0.0,
         herringbone=0.0,
         waves=0.0,
     )
-    densities = {"dangling_bond": float(rng.uniform(0.002, 0.03)),
-                 "vacancy": float(rng.uniform(0.0, 0.01)), "cluster": 0.0}
+    densities = {
+        "dangling_bond": float(rng.uniform(0.002, 0.03)),
+        "vacancy": float(rng.uniform(0.0, 0.01)),
+        "cluster": 0.0,
+    }
     defect = None
     if primary == "generic_defect":
         defect = str(rng.choice(["contamination", "double", "corruption", "vacancies"]))
@@ -335,11 +365,15 @@ def _generate_hsi(
         elif defect == "vacancies":
             densities["vacancy"] = float(rng.uniform(0.05, 0.15))
             densities["dangling_bond"] = float(rng.uniform(0.05, 0.15))
-    sample = Sample(params, seed=int(rng.integers(2**31)), densities=densities, tile_nm=SYNTH_TILE_NM)
+    sample = Sample(
+        params, seed=int(rng.integers(2**31)), densities=densities, tile_nm=SYNTH_TILE_NM
+    )
     if defect == "contamination":
         for _ in range(int(rng.integers(2, 6))):
             u, v = rng.uniform(-0.45, 0.45, size=2) * size
-            sample.add(sample.draw_feature("cluster", grid.centre_nm[0] + u, grid.centre_nm[1] + v, rng))
+            sample.add(
+                sample.draw_feature("cluster", grid.centre_nm[0] + u, grid.centre_nm[1] + v, rng)
+            )
     mode = primary if primary in HSI_MODES else str(rng.choice(list(HSI_MODES)))
     if defect == "double":
         tip = multi_tip(rng, HSI_MODES[mode], 2 if rng.random() < 0.75 else 3)
@@ -352,9 +386,22 @@ def _generate_hsi(
     z, tips, tip_params = _render(sample, grid, rng, tip, change, change_to, "hsi100", rows_range)
     corruption = str(rng.choice(CORRUPTIONS)) if defect == "corruption" else None
     labels = truth_labels(
-        tax, tips, change, corruption is not None, False, 0,
+        tax,
+        tips,
+        change,
+        corruption is not None,
+        False,
+        0,
         contaminated=defect in ("contamination", "vacancies"),
     )
-    meta = {"seed": seed, "index": index, "defect": defect, "mode": mode, **geo, **tip_params,
-            "buckling": params.buckling, "step_spacing_nm": params.steps.spacing_nm}
+    meta = {
+        "seed": seed,
+        "index": index,
+        "defect": defect,
+        "mode": mode,
+        **geo,
+        **tip_params,
+        "buckling": params.buckling,
+        "step_spacing_nm": params.steps.spacing_nm,
+    }
     return _finish(tax, z, grid, rng, corruption, labels, primary, meta)

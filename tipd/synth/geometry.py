@@ -45,7 +45,9 @@ class ScanGrid:
         v = (np.arange(rows) + 0.5) * (h / rows) - h / 2
         return cls(centre_nm, size_nm, angle_deg, u, v, np.zeros(rows), rows)
 
-    def distorted(self, drift_nm: tuple[float, float], creep_nm: float, creep_rows: float) -> ScanGrid:
+    def distorted(
+        self, drift_nm: tuple[float, float], creep_nm: float, creep_rows: float
+    ) -> ScanGrid:
         """The grid with linear drift and exponential creep in the first lines.
 
         ``drift_nm = (dx, dy)`` is the total drift over the whole frame (nm): ``dx`` shears rows
@@ -54,7 +56,9 @@ class ScanGrid:
         """
         n = max(self.rows_total, len(self.v))
         t = np.arange(len(self.v)) / max(n - 1, 1)
-        shift = self.shift + drift_nm[0] * t + creep_nm * np.exp(-np.arange(len(self.v)) / creep_rows)
+        shift = (
+            self.shift + drift_nm[0] * t + creep_nm * np.exp(-np.arange(len(self.v)) / creep_rows)
+        )
         v = self.v + drift_nm[1] * t - 0.5 * creep_nm * np.exp(-np.arange(len(self.v)) / creep_rows)
         return ScanGrid(self.centre_nm, self.size_nm, self.angle_deg, self.u, v, shift, n)
 
@@ -83,7 +87,9 @@ class ScanGrid:
         a = math.radians(self.angle_deg)
         return np.array([math.cos(a), math.sin(a)]), np.array([-math.sin(a), math.cos(a)])
 
-    def sample_xy(self, offset_nm: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    def sample_xy(
+        self, offset_nm: tuple[float, float] = (0.0, 0.0)
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Sample coordinates ``(x, y)`` (nm) of every pixel, each of shape ``(rows, cols)``,
         displaced by ``offset_nm`` (an apex offset)."""
         eu, ev = self.axes

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from tipd.synth.geometry import ScanGrid
-from tipd.synth.surfaces import Features, Sample
-from tipd.synth.tip import TWO_KAPPA_PER_NM, Tip
+from tipd.synth.surfaces import TWO_KAPPA_PER_NM, Features, Sample
+from tipd.synth.tip import Tip
 
 
 def image(sample: Sample, grid: ScanGrid, tip: Tip, features: Features | None = None) -> np.ndarray:
@@ -18,8 +18,7 @@ def image(sample: Sample, grid: ScanGrid, tip: Tip, features: Features | None = 
     if features is None:
         features = sample.features_near(grid, margin_nm=6.0)
     seen = [
-        sample.render(grid, a.radius_nm, (a.dx_nm, a.dy_nm), features) - a.dz_nm
-        for a in tip.apexes
+        sample.render(grid, a.radius_nm, (a.dx_nm, a.dy_nm), features) - a.dz_nm for a in tip.apexes
     ]
     if len(seen) == 1:
         return seen[0]

@@ -59,8 +59,13 @@ def _write_shard(args: tuple[str, int, int, int, int, Path, int]) -> dict[str, A
     with params.open("w") as fh:
         for f in frames:
             fh.write(json.dumps(f.params, default=float) + "\n")
-    return {"file": npz.name, "params": params.name, "n": stop - start, "first_index": start,
-            "sha256": sha256_file(npz)}
+    return {
+        "file": npz.name,
+        "params": params.name,
+        "n": stop - start,
+        "first_index": start,
+        "sha256": sha256_file(npz),
+    }
 
 
 def write_dataset(
@@ -79,8 +84,10 @@ def write_dataset(
 
     tax = taxonomy(surface)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(surface, seed, a, min(a + shard_size, n), pixels, out, k)
-            for k, a in enumerate(range(0, n, shard_size))]
+    jobs = [
+        (surface, seed, a, min(a + shard_size, n), pixels, out, k)
+        for k, a in enumerate(range(0, n, shard_size))
+    ]
     t0 = time.time()
     bar = tqdm(total=n, unit="frame", desc=f"synth {surface}", disable=not progress)
     shards: list[dict[str, Any]] = []
@@ -137,6 +144,8 @@ def iter_shards(directory: Path, verify: bool = True) -> Iterator[Shard]:
     for entry in manifest["shards"]:
         path = directory / entry["file"]
         if verify and sha256_file(path) != entry["sha256"]:
-            raise ValueError(f"{path}: sha256 does not match the manifest (file changed or corrupt)")
+            raise ValueError(
+                f"{path}: sha256 does not match the manifest (file changed or corrupt)"
+            )
         with np.load(path, allow_pickle=False) as z:
             yield Shard(z["heights"], z["labels"], z["primary"], z["scan_size_nm"], z["index"])

@@ -22,11 +22,13 @@ def class_sheet(surfaces: list[str], path: Path, per_class: int = 8, seed: int =
         tax = taxonomy(surface)
         for cls in tax.classes:
             frames = [generate(surface, k, seed=seed, cls=cls) for k in range(per_class)]
-            rows.append(SheetRow(
-                title=f"{SURFACE_TITLES[surface]}\n{cls.replace('_', ' ')}",
-                frames=[f.heights_m for f in frames],
-                captions=[_caption(f.label_names) for f in frames],
-            ))
+            rows.append(
+                SheetRow(
+                    title=f"{SURFACE_TITLES[surface]}\n{cls.replace('_', ' ')}",
+                    frames=[f.heights_m for f in frames],
+                    captions=[_caption(f.label_names) for f in frames],
+                )
+            )
     title = "tipd synth: " + ", ".join(SURFACE_TITLES[s] for s in surfaces) + f" (seed {seed})"
     return contact_sheet(rows, path, tile=128, title=title)
 
@@ -41,20 +43,28 @@ def comparison_sheet(fixtures: Path, path: Path, seed: int = 0) -> Path:
         if p.suffix.lower() in (".sxm", ".gwy", ".sm4", ".z_mtrx", ".npy"):
             frame = read_any(p)
             real.append((p.name, frame))
-    rows = [SheetRow(
-        title="real scans\n(other labs)",
-        frames=[f.data for _, f in real],
-        captions=[f"{name[:14]} {f.scan_size_nm[0]:.0f} nm" for name, f in real],
-    )]
+    rows = [
+        SheetRow(
+            title="real scans\n(other labs)",
+            frames=[f.data for _, f in real],
+            captions=[f"{name[:14]} {f.scan_size_nm[0]:.0f} nm" for name, f in real],
+        )
+    ]
     for surface, classes in (
         ("au111", ("individual_atoms", "double_tip", "step_edge", "corruption", "tip_change")),
         ("cu111", ("individual_atoms", "impurity", "step_edge", "double_tip", "tip_change")),
         ("hsi100", ("atoms", "dimers", "rows", "generic_defect", "rows")),
     ):
         frames = [generate(surface, k, seed=seed, cls=c, pixels=256) for k, c in enumerate(classes)]
-        rows.append(SheetRow(
-            title=f"synthetic\n{SURFACE_TITLES[surface]}",
-            frames=[f.heights_m for f in frames],
-            captions=[f"{_caption(f.label_names)[:16]} {f.scan_size_nm[0]:.0f} nm" for f in frames],
-        ))
-    return contact_sheet(rows, path, tile=180, title="real scans vs tipd synth, both flattened line by line")
+        rows.append(
+            SheetRow(
+                title=f"synthetic\n{SURFACE_TITLES[surface]}",
+                frames=[f.heights_m for f in frames],
+                captions=[
+                    f"{_caption(f.label_names)[:16]} {f.scan_size_nm[0]:.0f} nm" for f in frames
+                ],
+            )
+        )
+    return contact_sheet(
+        rows, path, tile=180, title="real scans vs tipd synth, both flattened line by line"
+    )

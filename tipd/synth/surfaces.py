@@ -79,10 +79,14 @@ class Lattice:
     def hexagonal(cls, spacing_nm: float, height_nm: float) -> Lattice:
         """Close-packed (111) lattice: first shell of cosines, peak-to-valley ≈ ``height_nm``."""
         k = 4 * math.pi / (math.sqrt(3) * spacing_nm)
-        G = np.array([[k * math.cos(a), k * math.sin(a)] for a in (0, math.pi / 3, 2 * math.pi / 3)])
+        G = np.array(
+            [[k * math.cos(a), k * math.sin(a)] for a in (0, math.pi / 3, 2 * math.pi / 3)]
+        )
         return cls(G, np.full(3, height_nm / 9, dtype=complex))
 
-    def render(self, grid: ScanGrid, theta: float, offset: tuple[float, float], blur: float) -> np.ndarray:
+    def render(
+        self, grid: ScanGrid, theta: float, offset: tuple[float, float], blur: float
+    ) -> np.ndarray:
         """Heights (nm), shape ``(rows, cols)``, through an apex of imaging radius ``blur`` (nm).
 
         Each Fourier component is damped as Tersoff and Hamann (1985) found for an s-wave tip:
@@ -106,7 +110,8 @@ class Lattice:
         phase0 = G @ origin
         P = c * np.exp(1j * (phase0 + np.outer(grid.shift, gu) + np.outer(grid.v, gv)))
         Q = np.exp(1j * np.outer(gu, grid.u))
-        return 2 * (P @ Q).real
+        result: np.ndarray = 2 * (P @ Q).real
+        return result
 
 
 @lru_cache(maxsize=64)
@@ -174,7 +179,8 @@ class Steps:
         """Unsigned distance (nm) from each point to the nearest step edge."""
         if not math.isfinite(self.spacing_nm):
             return np.full_like(s, np.inf)
-        return np.abs(s - np.round(s)) * self.spacing_nm
+        result: np.ndarray = np.abs(s - np.round(s)) * self.spacing_nm
+        return result
 
 
 # --------------------------------------------------------------------------- point features
@@ -217,8 +223,12 @@ class Features:
     def concat(cls, parts: list[Features]) -> Features:
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                     ("x", "y", "h", "w", "kind", "group")))
+        return cls(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("x", "y", "h", "w", "kind", "group")
+            )
+        )
 
     def __len__(self) -> int:
         return len(self.x)
@@ -275,7 +285,11 @@ def default_params(surface: str, rng: np.random.Generator) -> SurfaceParams:
     step_height = {"hsi100": 0.136, "au111": 0.235, "cu111": 0.208}[surface]
     meander = 0.3 if surface == "hsi100" else 1.0  # Si(100) S_A steps run nearly straight
     wiggle = tuple(
-        (meander * float(rng.uniform(0.5, 4.0)), float(2 * math.pi / rng.uniform(15, 60)), float(rng.uniform(0, 6.3)))
+        (
+            meander * float(rng.uniform(0.5, 4.0)),
+            float(2 * math.pi / rng.uniform(15, 60)),
+            float(rng.uniform(0, 6.3)),
+        )
         for _ in range(2)
     )
     steps = Steps(
@@ -300,8 +314,9 @@ class Sample:
     """A persistent sample of one surface.
 
     ``densities`` overrides the per-nm² density of named feature kinds (see
-    :data:`SURFACE_FEATURES`). Features are drawn per tile from ``seed`` on first use and
-    kept (at most ``cache_tiles`` tiles of ``tile_nm``), so the same place always shows the same features.
+    :data:`SURFACE_FEATURES`). Features are drawn per tile of ``tile_nm`` from ``seed`` on
+    first use and kept (at most ``cache_tiles`` tiles), so the same place always shows the
+    same features.
     ``extra`` holds features placed by hand (by the synthetic generator) and ``craters`` those
     made by crashes.
     """
@@ -354,7 +369,9 @@ class Sample:
         sizes = rng.integers(k.cluster[0], k.cluster[1] + 1, size=n)
         total = int(sizes.sum())
         owner = np.repeat(np.arange(n), sizes)
-        jitter = rng.normal(0, k.spread_nm / 2, size=(total, 2)) if k.spread_nm else np.zeros((total, 2))
+        jitter = (
+            rng.normal(0, k.spread_nm / 2, size=(total, 2)) if k.spread_nm else np.zeros((total, 2))
+        )
         if total:
             jitter[np.r_[0, np.cumsum(sizes)[:-1]]] = 0  # the first blob sits at the centre
         return Features(
@@ -418,7 +435,10 @@ class Sample:
         return lat
 
     def render(
-        self, grid: ScanGrid, blur_nm: float, offset_nm: tuple[float, float] = (0.0, 0.0),
+        self,
+        grid: ScanGrid,
+        blur_nm: float,
+        offset_nm: tuple[float, float] = (0.0, 0.0),
         features: Features | None = None,
     ) -> np.ndarray:
         """True topography seen through one Gaussian apex of σ ``blur_nm`` displaced by
@@ -501,7 +521,9 @@ class Sample:
         return out
 
 
-def _ripples(grid: ScanGrid, fu: np.ndarray, fv: np.ndarray, amp: float, reach_nm: float) -> np.ndarray:
+def _ripples(
+    grid: ScanGrid, fu: np.ndarray, fv: np.ndarray, amp: float, reach_nm: float
+) -> np.ndarray:
     """Friedel ripples ``amp · cos(2 k_F r) / (1 + r/0.8 nm)`` around point scatterers at frame
     coordinates ``fu, fv`` (nm), out to ``reach_nm``: the scatterers are splatted onto the pixel
     grid and convolved with the ripple kernel (drift within the kernel ignored)."""
@@ -515,7 +537,12 @@ def _ripples(grid: ScanGrid, fu: np.ndarray, fv: np.ndarray, amp: float, reach_n
     cu, cv = cu[ok], cv[ok]
     i, j = np.floor(cv).astype(int), np.floor(cu).astype(int)
     a, b = cv - i, cu - j
-    for di, dj, w in ((0, 0, (1 - a) * (1 - b)), (1, 0, a * (1 - b)), (0, 1, (1 - a) * b), (1, 1, a * b)):
+    for di, dj, w in (
+        (0, 0, (1 - a) * (1 - b)),
+        (1, 0, a * (1 - b)),
+        (0, 1, (1 - a) * b),
+        (1, 1, a * b),
+    ):
         np.add.at(canvas, (i + di, j + dj), w)
     shape = (fft.next_fast_len(canvas.shape[0], True), fft.next_fast_len(canvas.shape[1], True))
     spectrum = _ripple_kernel_spectrum(shape, round(du, 6), round(dv, 6), ru, rv, reach_nm)
@@ -564,9 +591,10 @@ def _add_radial(
 ) -> None:
     """Add ``profile(r)`` (r in nm from ``(cx, cy)``) to the pixels within ``radius_nm``."""
     fu, fv = grid.to_frame(np.array(cx), np.array(cy))
-    du, dv = grid.pixel_nm
     rows = np.nonzero(np.abs(grid.v - float(fv)) <= radius_nm)[0]
-    cols = np.nonzero(np.abs(grid.u - float(fu)) <= radius_nm + float(np.abs(grid.shift).max(initial=0)))[0]
+    cols = np.nonzero(
+        np.abs(grid.u - float(fu)) <= radius_nm + float(np.abs(grid.shift).max(initial=0))
+    )[0]
     if not len(rows) or not len(cols):
         return
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1

@@ -86,9 +86,7 @@ class Tip:
     def to_dict(self) -> dict[str, object]:
         return {
             "kind": self.kind(),
-            "apexes": [
-                {k: round(float(v), 5) for k, v in a.__dict__.items()} for a in self.apexes
-            ],
+            "apexes": [{k: round(float(v), 5) for k, v in a.__dict__.items()} for a in self.apexes],
         }
 
 

@@ -1,0 +1,219 @@
+"""``tipd sim`` as a subprocess over real ZeroMQ sockets on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from tests.conftest import free_port
+from tipd.frames import LineAssembler
+from tipd.protocol import Command, FrameHeader, Reply, decode_frame, decode_reply, encode_command
+
+
+@dataclass
+class Sim:
+    proc: subprocess.Popen[bytes]
+    sub: zmq.Socket[bytes]
+    control: str
+    truth: Path
+
+    def messages(self, seconds: float) -> Iterator[tuple[str, FrameHeader, np.ndarray]]:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.sub.poll(50):
+                yield decode_frame(self.sub.recv_multipart())
+
+    def next_header(self, seconds: float = 10.0) -> FrameHeader:
+        for _, header, _ in self.messages(seconds):
+            return header
+        raise AssertionError("no frame message from the sim")
+
+    def truth_records(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.truth.read_text().splitlines()]
+
+
+def _drain(sub: zmq.Socket[bytes]) -> None:
+    while sub.poll(0):
+        sub.recv_multipart()
+
+
+@pytest.fixture
+def sim(tmp_path: Path, tipd_exe: list[str]) -> Iterator[Sim]:
+    frames_port, control_port = free_port(), free_port()
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 100000)
+    sub.bind(f"tcp://127.0.0.1:{frames_port}")  # the daemon's side binds; the sim connects
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    truth = tmp_path / "truth.jsonl"
+    proc = subprocess.Popen(
+        [
+            *tipd_exe,
+            "sim",
+            "--pixels",
+            "48",
+            "--line-time",
+            "0.001",
+            "--chunk-lines",
+            "8",
+            "--frames",
+            f"tcp://127.0.0.1:{frames_port}",
+            "--control",
+            f"tcp://127.0.0.1:{control_port}",
+            "--truth",
+            str(truth),
+            "--action-time-scale",
+            "0",
+            "--seed",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield Sim(proc, sub, f"tcp://127.0.0.1:{control_port}", truth)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        sub.close()
+        assert code == 0, proc.stdout.read().decode() if proc.stdout else ""
+
+
+def test_line_chunks_reassemble_into_the_complete_frames(sim: Sim) -> None:
+    assembler = LineAssembler(max_open=4)
+    assembled: dict[str, np.ndarray] = {}
+    compared = 0
+    for kind, header, data in sim.messages(20.0):
+        if kind == "lines":
+            partial = assembler.add(header, data)
+            if partial.complete:
+                assembled[header.frame_id] = partial.frame.data.copy()
+        elif header.frame_id in assembled:
+            np.testing.assert_array_equal(assembled.pop(header.frame_id), data)
+            assert header.surface == "au111" and header.shape == (48, 48)
+            assert header.scan_size_nm == (30.0, 30.0)
+            compared += 1
+            if compared == 4:
+                break
+    assert compared == 4
+
+
+def send(dealer: zmq.Socket[bytes], command: Command) -> Reply:
+    dealer.send_multipart(encode_command(command))
+    assert dealer.poll(10000), f"no reply to {command.action}"
+    return decode_reply(dealer.recv_multipart())
+
+
+def test_commands_over_a_real_dealer_socket(sim: Sim) -> None:
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(sim.control)
+    try:
+        sim.next_header()  # the sim is up and scanning
+
+        # out of the microscope's own limits: refused, nothing executed
+        bad = Command(microscope="stm1", action="pulse", params={"bias_V": 50.0, "width_s": 0.1})
+        reply = send(dealer, bad)
+        assert reply.status == "rejected" and "bias_V 50.0 outside" in reply.detail
+
+        # move: later frames are at the new position
+        move = Command(microscope="stm1", action="move", params={"dx_nm": 250.0, "dy_nm": 40.0})
+        assert send(dealer, move).status == "done"
+        _drain(sim.sub)
+        assert sim.next_header().position_nm == (250.0, 40.0)
+
+        # pulse: the tip goes from one state to another, as the reply says
+        pulse = Command(microscope="stm1", action="pulse", params={"bias_V": 4.0, "width_s": 0.05})
+        reply = send(dealer, pulse)
+        assert reply.status == "done" and "tip sharp -> " in reply.detail
+
+        # resent with the same id: the same reply, executed once
+        assert send(dealer, pulse) == reply
+
+        # crash: a crater the truth log knows about
+        crash = Command(microscope="stm1", action="crash", params={"depth_nm": 1.0, "bias_V": 0.02})
+        reply = send(dealer, crash)
+        assert reply.status == "done" and "crater" in reply.detail
+
+        # rescan: the next chunk starts a new frame at row 0
+        old = sim.next_header().frame_id
+        assert send(dealer, Command(microscope="stm1", action="rescan", params={})).status == "done"
+        _drain(sim.sub)
+        first = sim.next_header()
+        assert first.first_row == 0 and first.frame_id != old
+
+        # withdraw: silence until an approach (rescan)
+        assert (
+            send(dealer, Command(microscope="stm1", action="withdraw", params={})).status == "done"
+        )
+        _drain(sim.sub)
+        assert list(sim.messages(0.5)) == []
+        refused = send(
+            dealer,
+            Command(microscope="stm1", action="pulse", params={"bias_V": 2.0, "width_s": 0.1}),
+        )
+        assert refused.status == "rejected" and "withdrawn" in refused.detail
+        assert send(dealer, Command(microscope="stm1", action="rescan", params={})).status == "done"
+        sim.next_header()
+
+        # a malformed command gets a rejection that says why
+        dealer.send_multipart([b'{"microscope":"stm1","action":"pulse","params":{}}'])
+        assert dealer.poll(5000)
+        garbage = decode_reply(dealer.recv_multipart())
+        assert garbage.status == "rejected" and "params.bias_V" in garbage.detail
+    finally:
+        dealer.close()
+
+    records = [r for r in sim.truth_records() if r["record"] == "command"]
+    ids = [r["id"] for r in records]
+    assert ids.count(pulse.id) == 1, "a resent id must be executed once"
+    executed = {r["action"]: r for r in records if r["status"] == "done"}
+    assert executed["move"]["position_nm"] == [250.0, 40.0]
+    assert executed["pulse"]["tip_before"]["kind"] == "sharp"  # type: ignore[index]
+    assert set(executed) == {"move", "pulse", "crash", "rescan", "withdraw"}
+    frames = [r for r in sim.truth_records() if r["record"] == "frame"]
+    assert frames and all("labels" in r and "kind" in r for r in frames)
+
+
+def test_commands_from_two_clients_get_their_own_replies(sim: Sim) -> None:
+    ctx = zmq.Context.instance()
+    a, b = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    for s in (a, b):
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(sim.control)
+    try:
+        ca = Command(
+            id=str(uuid.uuid4()),
+            microscope="stm1",
+            action="move",
+            params={"dx_nm": 1.0, "dy_nm": 0.0},
+        )
+        cb = Command(
+            id=str(uuid.uuid4()),
+            microscope="stm1",
+            action="move",
+            params={"dx_nm": 2.0, "dy_nm": 0.0},
+        )
+        a.send_multipart(encode_command(ca))
+        b.send_multipart(encode_command(cb))
+        assert a.poll(10000) and b.poll(10000)
+        assert decode_reply(a.recv_multipart()).id == ca.id
+        assert decode_reply(b.recv_multipart()).id == cb.id
+    finally:
+        a.close()
+        b.close()

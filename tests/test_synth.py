@@ -1,0 +1,216 @@
+"""Synthetic frames: determinism, truth labels, and the physics DESIGN.md asks for."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tipd.preprocess import flatten_lines
+from tipd.synth import generate
+from tipd.synth.artefacts import CORRUPTIONS, corrupt, feedback_response
+from tipd.synth.geometry import ScanGrid
+from tipd.synth.imaging import image, image_with_change
+from tipd.synth.surfaces import Features, Sample, Steps, SurfaceParams, hsi_lattice
+from tipd.synth.tip import Apex, Tip
+from tipd.taxonomy import TAXONOMIES
+
+
+def flat_sample(surface: str, **kw: object) -> Sample:
+    params = SurfaceParams(surface=surface, herringbone=0.0, waves=0.0, **kw)  # type: ignore[arg-type]
+    zero = {
+        "hsi100": {"dangling_bond": 0.0, "vacancy": 0.0},
+        "au111": {"adatom": 0.0, "pit": 0.0},
+        "cu111": {"adatom": 0.0, "pit": 0.0},
+    }[surface]
+    return Sample(params, seed=1, densities=zero)
+
+
+def test_same_seed_same_frame_other_seed_other_frame() -> None:
+    a = generate("au111", 7, seed=3)
+    b = generate("au111", 7, seed=3)
+    c = generate("au111", 7, seed=4)
+    np.testing.assert_array_equal(a.heights_m, b.heights_m)
+    assert a.params == b.params
+    assert not np.array_equal(a.heights_m, c.heights_m)
+
+
+@pytest.mark.parametrize("surface", list(TAXONOMIES))
+def test_every_class_renders_finite_metres_with_its_primary_label(surface: str) -> None:
+    tax = TAXONOMIES[surface]
+    for k, cls in enumerate(tax.classes):
+        for j in range(3):
+            f = generate(surface, k + 10 * j, seed=5, cls=cls)
+            assert f.heights_m.shape == (128, 128) and f.heights_m.dtype == np.float32
+            assert np.isfinite(f.heights_m).all()
+            assert 1e-12 < float(np.ptp(f.heights_m)) < 1e-7  # metres: pm to 100 nm
+            assert tax.classes[f.primary] == cls
+            assert f.labels.shape == (len(tax.labels),)
+            assert f.labels[tax.index(cls)] == 1, (cls, f.label_names)
+
+
+def test_classes_cycle_with_index_for_balanced_sets() -> None:
+    tax = TAXONOMIES["cu111"]
+    primaries = [generate("cu111", i, seed=0).primary for i in range(12)]
+    assert primaries == [i % len(tax.classes) for i in range(12)]
+
+
+def test_good_metal_frames_are_not_marked_bad() -> None:
+    for i in range(6):
+        f = generate("au111", i, seed=2, cls="individual_atoms", mixed=0.0)
+        assert f.label_names == ["individual_atoms"]
+
+
+def _dominant_period_nm(profile: np.ndarray, pixel_nm: float) -> float:
+    spectrum = np.abs(np.fft.rfft(profile - profile.mean()))
+    k = int(np.argmax(spectrum[1:]) + 1)
+    return len(profile) * pixel_nm / k
+
+
+def test_hsi_rows_are_0768_nm_apart_and_dimers_0384() -> None:
+    sample = flat_sample("hsi100")
+    grid = ScanGrid.regular((0.0, 0.0), (12.288, 12.288), (256, 256))  # 16 row periods
+    rows_tip = Tip((Apex(radius_nm=0.21),))
+    z = image(sample, grid, rows_tip)
+    across = z.mean(axis=0)  # rows run along y (lattice angle 0): periodic along x
+    assert _dominant_period_nm(across, 12.288 / 256) == pytest.approx(0.768, rel=0.02)
+    # a sharp tip resolves the dimers along the row, a rows-mode tip does not
+    sharp = image(sample, grid, Tip((Apex(radius_nm=0.05),)))
+    col = int(np.argmax(sharp.mean(axis=0)))  # on top of a row
+    along_sharp = sharp[:, col]
+    assert _dominant_period_nm(along_sharp, 12.288 / 256) == pytest.approx(0.384, rel=0.02)
+    along_rows = z[:, int(np.argmax(across))]
+    assert np.std(along_rows) < 0.1 * np.std(along_sharp)
+
+
+def test_hsi_rows_turn_90_degrees_on_the_next_terrace() -> None:
+    steps = Steps(angle=0.0, spacing_nm=20.0, offset_nm=0.0, height_nm=0.136)
+    sample = flat_sample("hsi100", steps=steps)
+    grid = ScanGrid.regular((0.0, 0.0), (12.288, 12.288), (256, 256))
+    tip = Tip((Apex(radius_nm=0.2),))
+    left = image(sample, ScanGrid.regular((5.0, 0.0), (6.144, 6.144), (128, 128)), tip)
+    right = image(sample, ScanGrid.regular((25.0, 0.0), (6.144, 6.144), (128, 128)), tip)
+    # rows along y on one terrace (contrast varies along x), along x on the next
+    assert left.mean(axis=0).std() > 5 * left.mean(axis=1).std()
+    assert right.mean(axis=1).std() > 5 * right.mean(axis=0).std()
+    assert grid.size_nm[0] > 0
+
+
+@pytest.mark.parametrize(
+    ("surface", "height"), [("au111", 0.235), ("cu111", 0.208), ("hsi100", 0.136)]
+)
+def test_monatomic_step_heights(surface: str, height: float) -> None:
+    steps = Steps(angle=0.0, spacing_nm=1e4, offset_nm=0.0, height_nm=height)
+    sample = flat_sample(surface, steps=steps)
+    grid = ScanGrid.regular((0.0, 0.0), (20.0, 4.0), (200, 40))
+    z = image(sample, grid, Tip((Apex(radius_nm=0.3),)))
+    assert z[:, :20].mean() - z[:, -20:].mean() == pytest.approx(height, rel=0.15)
+
+
+def test_double_tip_ghosts_every_feature_in_the_same_direction() -> None:
+    sample = flat_sample("au111")
+    rng = np.random.default_rng(0)
+    xs, ys = rng.uniform(-10, 10, 12), rng.uniform(-10, 10, 12)
+    sample.add(
+        Features(xs, ys, np.full(12, 0.1), np.full(12, 0.4), np.zeros(12, int), np.arange(12))
+    )
+    grid = ScanGrid.regular((0.0, 0.0), (30.0, 30.0), (150, 150))
+    ghost = Apex(dx_nm=1.6, dy_nm=0.8, dz_nm=0.0, weight=0.6, radius_nm=0.25)
+    double = image(sample, grid, Tip((Apex(radius_nm=0.25), ghost)))
+    single = image(sample, grid, Tip((Apex(radius_nm=0.25),)))
+    # cross-correlating the double image with the single one peaks at the main apex AND at the
+    # ghost's offset: the apex at +d sees the feature at p + d, so the ghost appears at -d
+    a = double - double.mean()
+    b = single - single.mean()
+    xc = np.fft.irfft2(np.fft.rfft2(a) * np.conj(np.fft.rfft2(b)), a.shape)
+    xc = np.fft.fftshift(xc)
+    c = np.array(xc.shape) // 2
+    px = 30.0 / 150
+    gy, gx = c[0] - round(0.8 / px), c[1] - round(1.6 / px)
+    assert xc[gy, gx] > 0.3 * xc[c[0], c[1]]
+    assert xc[c[0] + round(0.8 / px), c[1] + round(1.6 / px)] < 0.15 * xc[c[0], c[1]]
+
+
+def test_blunt_tip_loses_adatoms_keeps_steps() -> None:
+    steps = Steps(angle=0.0, spacing_nm=1e4, offset_nm=0.0, height_nm=0.235)
+    sample = flat_sample("au111", steps=steps)
+    sample.add(
+        Features(
+            np.array([-6.0]),
+            np.array([0.0]),
+            np.array([0.1]),
+            np.array([0.35]),
+            np.zeros(1, int),
+            np.zeros(1, int),
+        )
+    )
+    grid = ScanGrid.regular((0.0, 0.0), (30.0, 30.0), (150, 150))
+    sharp = image(sample, grid, Tip((Apex(radius_nm=0.2),)))
+    blunt = image(sample, grid, Tip((Apex(radius_nm=1.2),)))
+    bump = lambda z: z[70:80, 40:50].max() - np.median(z[:, :60])  # noqa: E731
+    assert bump(blunt) < 0.3 * bump(sharp)
+    step = lambda z: z[:, :50].mean() - z[:, -50:].mean()  # noqa: E731
+    assert step(blunt) == pytest.approx(step(sharp), rel=0.05)
+
+
+def test_tip_change_is_a_discontinuity_at_its_line() -> None:
+    sample = flat_sample("au111")
+    sample.add(
+        Features(
+            np.linspace(-12, 12, 30),
+            np.linspace(12, -12, 30),
+            np.full(30, 0.1),
+            np.full(30, 0.4),
+            np.zeros(30, int),
+            np.arange(30),
+        )
+    )
+    grid = ScanGrid.regular((0.0, 0.0), (30.0, 30.0), (128, 128))
+    before = Tip((Apex(radius_nm=0.2),))
+    after = before.shifted(1.0, 0.0)
+    z = image_with_change(sample, grid, before, after, row=64, jump_nm=0.2)
+    flat = flatten_lines(z)
+    jumps = np.abs(np.diff(z.mean(axis=1)))
+    assert int(np.argmax(jumps)) == 63  # the height jump sits between lines 63 and 64
+    assert np.isfinite(flat).all()
+
+
+def test_feedback_overshoots_after_a_step() -> None:
+    z = np.zeros((1, 100))
+    z[0, 50:] = 1.0
+    ringing = feedback_response(z, 0.8, 0.6)
+    assert ringing[0, 50:60].max() > 1.05
+    assert ringing[0, -1] == pytest.approx(1.0, abs=0.02)
+    np.testing.assert_array_equal(feedback_response(z, 0.0, 0.6), z)
+
+
+@pytest.mark.parametrize("kind", CORRUPTIONS)
+def test_each_corruption_changes_the_frame(kind: str) -> None:
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 0.01, (64, 64)) + np.linspace(0, 1, 64)[None, :]
+    bad = corrupt(z, rng, kind)
+    assert bad.shape == z.shape and np.isfinite(bad).all()
+    assert np.abs(bad - z).max() > 0.01
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt(z, rng, "melted")
+
+
+def test_persistent_sample_shows_the_same_place_twice() -> None:
+    from tipd.synth.surfaces import default_params
+
+    rng = np.random.default_rng(1)
+    sample = Sample(default_params("au111", rng), seed=42, cache_tiles=2)
+    tip = Tip((Apex(radius_nm=0.2),))
+    here = ScanGrid.regular((100.0, 50.0), (30.0, 30.0), (64, 64))
+    first = image(sample, here, tip)
+    for far in range(5):  # evict the tile cache
+        image(sample, ScanGrid.regular((1000.0 * (far + 1), 0.0), (30.0, 30.0), (32, 32)), tip)
+    np.testing.assert_allclose(image(sample, here, tip), first)
+
+
+def test_lattice_terms_beyond_nyquist_are_dropped() -> None:
+    lat = hsi_lattice(0.0)
+    coarse = ScanGrid.regular((0.0, 0.0), (100.0, 100.0), (64, 64))  # 1.6 nm pixels
+    assert np.abs(lat.render(coarse, 0.3, (0.0, 0.0), 0.05)).max() == 0.0
+    assert math.isfinite(float(np.abs(lat.render(coarse, 0.3, (0.0, 0.0), 0.05)).sum()))
