@@ -40,8 +40,8 @@ def test_same_seed_same_frame_other_seed_other_frame() -> None:
 def test_every_class_renders_finite_metres_with_its_primary_label(surface: str) -> None:
     tax = TAXONOMIES[surface]
     for k, cls in enumerate(tax.classes):
-        for j in range(3):
-            f = generate(surface, k + 10 * j, seed=5, cls=cls)
+        for j in range(12):
+            f = generate(surface, k + 10 * j, seed=5, cls=cls, mixed=0.5)
             assert f.heights_m.shape == (128, 128) and f.heights_m.dtype == np.float32
             assert np.isfinite(f.heights_m).all()
             assert 1e-12 < float(np.ptp(f.heights_m)) < 1e-7  # metres: pm to 100 nm
@@ -214,3 +214,15 @@ def test_lattice_terms_beyond_nyquist_are_dropped() -> None:
     coarse = ScanGrid.regular((0.0, 0.0), (100.0, 100.0), (64, 64))  # 1.6 nm pixels
     assert np.abs(lat.render(coarse, 0.3, (0.0, 0.0), 0.05)).max() == 0.0
     assert math.isfinite(float(np.abs(lat.render(coarse, 0.3, (0.0, 0.0), 0.05)).sum()))
+
+
+def test_separable_step_coordinate_equals_the_direct_formula() -> None:
+    steps = Steps(
+        angle=0.7, spacing_nm=23.0, offset_nm=3.0, wiggle=((2.0, 0.3, 1.0), (1.0, 0.1, 2.0))
+    )
+    grid = ScanGrid.regular((100.0, -40.0), (30.0, 30.0), (64, 48), angle_deg=20.0)
+    grid = grid.distorted((1.0, 0.5), 2.0, 5.0)
+    x, y = grid.sample_xy((0.5, -0.3))
+    np.testing.assert_allclose(
+        steps.coordinate_on(grid, (0.5, -0.3)), steps.coordinate(x, y), atol=1e-12
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import fft
 from scipy.signal import lfilter, lfilter_zi
 
 
@@ -70,13 +71,12 @@ def pink_noise(shape: tuple[int, int], rng: np.random.Generator, sigma: float) -
     n = shape[0] * shape[1]
     if sigma <= 0 or n < 2:
         return np.zeros(shape)
-    spectrum = rng.standard_normal((2, n // 2 + 1), dtype=np.float32).astype(np.float64)
-    spectrum = spectrum[0] + 1j * spectrum[1]
-    f = np.arange(n // 2 + 1, dtype=float)
+    parts = rng.standard_normal((2, n // 2 + 1), dtype=np.float32)
+    f = np.arange(n // 2 + 1, dtype=np.float32)
     f[0] = 1.0
-    spectrum /= np.sqrt(f)
+    spectrum = (parts[0] + 1j * parts[1]).astype(np.complex64) / np.sqrt(f)
     spectrum[0] = 0
-    noise = np.fft.irfft(spectrum, n)
+    noise = fft.irfft(spectrum, n).astype(np.float64)
     noise *= sigma / (noise.std() + 1e-30)
     return noise.reshape(shape)
 

@@ -272,7 +272,13 @@ def _generate_metal(
     grid, geo = _grid(rng, size, pixels)
     secondary = None
     if rng.random() < mixed:
-        options = [c for c in ("double_tip", "step_edge", "impurity", "tip_change") if c != primary]
+        # a second condition must leave the primary class true: a good tip stays good
+        spoil = ("double_tip", "tip_change") if primary == "individual_atoms" else ()
+        options = [
+            c
+            for c in ("double_tip", "step_edge", "impurity", "tip_change")
+            if c != primary and c not in spoil
+        ]
         secondary = str(rng.choice(options))
     wants = {primary, secondary}
     base = default_params(surface, rng)

@@ -20,8 +20,9 @@ def class_sheet(surfaces: list[str], path: Path, per_class: int = 8, seed: int =
     rows = []
     for surface in surfaces:
         tax = taxonomy(surface)
-        for cls in tax.classes:
-            frames = [generate(surface, k, seed=seed, cls=cls) for k in range(per_class)]
+        n = len(tax.classes)
+        for c, cls in enumerate(tax.classes):
+            frames = [generate(surface, k * n + c, seed=seed, cls=cls) for k in range(per_class)]
             rows.append(
                 SheetRow(
                     title=f"{SURFACE_TITLES[surface]}\n{cls.replace('_', ' ')}",

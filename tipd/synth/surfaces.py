@@ -164,6 +164,33 @@ class Steps:
             a = a + amp * np.sin(k * t + phase)
         return (a - self.offset_nm) / self.spacing_nm
 
+    def coordinate_on(self, grid: ScanGrid, offset: tuple[float, float]) -> np.ndarray:
+        """:meth:`coordinate` of every pixel of ``grid`` seen from an apex at ``offset``, shape
+        ``(rows, cols)``. The same numbers, computed as outer sums and products of per-row and
+        per-column terms (``sin(a + b) = sin a cos b + cos a sin b``), which is much cheaper."""
+        rows, cols = len(grid.v), len(grid.u)
+        if not math.isfinite(self.spacing_nm):
+            return np.zeros((rows, cols))
+        n = np.array([math.cos(self.angle), math.sin(self.angle)])
+        t = np.array([-n[1], n[0]])
+        eu, ev = grid.axes
+        origin = np.array(grid.centre_nm) + np.array(offset)
+
+        def split(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # d · p = d · origin + (d · eu)(u + shift) + (d · ev) v = row term + column term
+            row = float(d @ origin) + float(d @ eu) * grid.shift + float(d @ ev) * grid.v
+            return row, float(d @ eu) * grid.u
+
+        a_row, a_col = split(n)
+        t_row, t_col = split(t)
+        s = a_row[:, None] + a_col[None, :]
+        for amp, k, phase in self.wiggle:
+            r = k * t_row + phase
+            c = k * t_col
+            s += amp * (np.outer(np.sin(r), np.cos(c)) + np.outer(np.cos(r), np.sin(c)))
+        result: np.ndarray = (s - self.offset_nm) / self.spacing_nm
+        return result
+
     def render(self, s: np.ndarray, blur: float) -> tuple[np.ndarray, np.ndarray]:
         """``(height nm, terrace index)`` from coordinates ``s``, edges blurred by the apex."""
         if not math.isfinite(self.spacing_nm):
@@ -444,8 +471,7 @@ class Sample:
         """True topography seen through one Gaussian apex of σ ``blur_nm`` displaced by
         ``offset_nm``: heights (nm), shape ``(rows, cols)``."""
         p = self.params
-        x, y = grid.sample_xy(offset_nm)
-        s = p.steps.coordinate(x, y)
+        s = p.steps.coordinate_on(grid, offset_nm)
         height, level = p.steps.render(s, blur_nm)
         lat = self._lattice(p.surface)
         if p.surface == "hsi100":
@@ -458,13 +484,13 @@ class Sample:
         else:
             height += lat.render(grid, p.lattice_angle, offset_nm, blur_nm)
         if p.herringbone:
-            height += self._herringbone(x, y, blur_nm)
+            height += self._herringbone(*grid.sample_xy(offset_nm), blur_nm)
         if features is None:
             features = self.features_near(grid)
         if len(features):
             height += _splat(grid, features, blur_nm, offset_nm)
         if p.waves:
-            height += self._standing_waves(grid, x, y, s, features, blur_nm, offset_nm)
+            height += self._standing_waves(grid, s, features, blur_nm, offset_nm)
         for crater in self.craters:
             height += _crater(grid, crater, blur_nm, offset_nm)
         return height
@@ -492,8 +518,6 @@ class Sample:
     def _standing_waves(
         self,
         grid: ScanGrid,
-        x: np.ndarray,
-        y: np.ndarray,
         s: np.ndarray,
         features: Features,
         blur: float,
@@ -502,7 +526,7 @@ class Sample:
         """Cu(111) surface-state ripples cos(2 k_F r) around steps and scattering features."""
         p = self.params
         damp = math.exp(-(blur**2) * (2 * CU_KF_PER_NM) ** 2 / 2)
-        out = np.zeros_like(x)
+        out = np.zeros_like(s)
         d = p.steps.edge_distance(s)
         if np.isfinite(d).any():
             out += p.waves * damp * np.cos(2 * CU_KF_PER_NM * d + math.pi / 4) * np.exp(-d / 6.0)
