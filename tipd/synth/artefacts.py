@@ -76,7 +76,7 @@ def pink_noise(shape: tuple[int, int], rng: np.random.Generator, sigma: float) -
     f[0] = 1.0
     spectrum = (parts[0] + 1j * parts[1]).astype(np.complex64) / np.sqrt(f)
     spectrum[0] = 0
-    noise = fft.irfft(spectrum, n).astype(np.float64)
+    noise: np.ndarray = np.asarray(fft.irfft(spectrum, n), dtype=np.float64)
     noise *= sigma / (noise.std() + 1e-30)
     return noise.reshape(shape)
 
