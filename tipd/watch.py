@@ -92,7 +92,7 @@ def write_sheet(frames: list[Frame], path: Path, per_row: int = 6) -> Path:
         chunk = frames[k : k + per_row]
         rows.append(
             SheetRow(
-                title=f"frames {k + 1}–{k + len(chunk)}",
+                title=f"frames {k + 1}-{k + len(chunk)}",
                 frames=[f.data for f in chunk],
                 captions=[f.frame_id for f in chunk],
             )
