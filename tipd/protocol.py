@@ -324,6 +324,13 @@ def _validate(model: type[M], obj: dict[str, Any], what: str) -> M:
         raise ProtocolError(f"{what}: could not be validated ({exc})") from None
 
 
+def _expect_parts(parts: object, n: int, what: str, layout: str) -> None:
+    """Raise :class:`ProtocolError` unless ``parts`` is a list (or tuple) of ``n`` parts."""
+    if not isinstance(parts, list | tuple) or len(parts) != n:
+        got = len(parts) if isinstance(parts, list | tuple) else type(parts).__name__
+        raise ProtocolError(f"{what}: expected {n} part{'s' * (n > 1)} {layout}, got {got}")
+
+
 def _dump(model: BaseModel) -> bytes:
     return model.model_dump_json().encode("utf-8")
 
@@ -361,9 +368,7 @@ def decode_frame(parts: list[bytes]) -> tuple[str, FrameHeader, np.ndarray]:
     ``kind`` is ``"frame"`` or ``"lines"``; the array has shape ``(n_rows, cols)`` and the
     header's dtype (a read-only view of the payload). Raises :class:`ProtocolError`.
     """
-    if not isinstance(parts, list | tuple) or len(parts) != 3:
-        got = len(parts) if isinstance(parts, list | tuple) else type(parts).__name__
-        raise ProtocolError(f"message: expected 3 parts [topic, header, payload], got {got}")
+    _expect_parts(parts, 3, "message", "[topic, header, payload]")
     kind, microscope = _split_topic(parts[0], FRAME_KINDS)
     header = _validate(FrameHeader, _parse_json(parts[1], "header"), "header")
     if header.microscope != microscope:
@@ -397,9 +402,7 @@ def encode_command(command: Command) -> list[bytes]:
 
 def decode_command(parts: list[bytes]) -> Command:
     """Validate ``[header]`` into a :class:`Command`. Raises :class:`ProtocolError`."""
-    if not isinstance(parts, list | tuple) or len(parts) != 1:
-        got = len(parts) if isinstance(parts, list | tuple) else type(parts).__name__
-        raise ProtocolError(f"command: expected 1 part [header], got {got}")
+    _expect_parts(parts, 1, "command", "[header]")
     return _validate(Command, _parse_json(parts[0], "command"), "command")
 
 
@@ -410,9 +413,7 @@ def encode_reply(reply: Reply) -> list[bytes]:
 
 def decode_reply(parts: list[bytes]) -> Reply:
     """Validate ``[header]`` into a :class:`Reply`. Raises :class:`ProtocolError`."""
-    if not isinstance(parts, list | tuple) or len(parts) != 1:
-        got = len(parts) if isinstance(parts, list | tuple) else type(parts).__name__
-        raise ProtocolError(f"reply: expected 1 part [header], got {got}")
+    _expect_parts(parts, 1, "reply", "[header]")
     return _validate(Reply, _parse_json(parts[0], "reply"), "reply")
 
 
@@ -429,9 +430,7 @@ def encode_event(event: _Event) -> list[bytes]:
 
 def decode_event(parts: list[bytes]) -> _Event:
     """Validate ``[topic, body]`` into the event model its topic names."""
-    if not isinstance(parts, list | tuple) or len(parts) != 2:
-        got = len(parts) if isinstance(parts, list | tuple) else type(parts).__name__
-        raise ProtocolError(f"event: expected 2 parts [topic, body], got {got}")
+    _expect_parts(parts, 2, "event", "[topic, body]")
     raw = parts[0]
     if isinstance(raw, bytes) and raw == b"health":
         kind, microscope = "health", None
