@@ -92,6 +92,45 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0 if result.frames else 1
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from tipd.train.pipeline import TrainConfig, train_surface
+    except ImportError as exc:
+        print(
+            f"tipd train needs the training extra: pip install 'tipd[train]' ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    out = args.out or Path("models") / args.surface
+    cfg = TrainConfig(
+        surface=args.surface,
+        out=out,
+        reports=args.reports,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        n_test=args.n_test,
+        seed=args.seed,
+        member_seconds=args.member_seconds,
+        epochs=args.epochs,
+        trees=args.trees,
+        data=args.data,
+        workers=args.workers,
+    )
+    manifest = train_surface(cfg)
+    ens = manifest.metrics["table"]["Ensemble"]
+    print(
+        f"{manifest.name}: AUROC {ens['auroc']}, balanced accuracy {ens['balanced_accuracy']}, "
+        f"precision {ens['precision']}, good/bad AUROC {ens['good_bad_auroc']}"
+    )
+    return 0
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from tipd.classify import classify_files
+
+    return classify_files(args.files, args.model, args.json, args.direction)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tipd.sim.server import DEFAULT_CONTROL_ENDPOINT, DEFAULT_FRAMES_ENDPOINT
     from tipd.sim.tipstate import TIP_KINDS
@@ -167,6 +206,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout")
     p.set_defaults(func=_cmd_sim)
+
+    p = sub.add_parser("train", help="train, evaluate and export one surface's ensemble")
+    p.add_argument("--surface", choices=[*SURFACES, "generic"], required=True)
+    p.add_argument("--out", type=Path, help="model folder (default models/<surface>)")
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    p.add_argument("--data", type=Path, help="real labelled scans: one sub-folder per class")
+    p.add_argument("--n-train", type=int, default=12000)
+    p.add_argument("--n-val", type=int, default=1500)
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--member-seconds",
+        type=float,
+        default=170.0,
+        help="wall-clock cap per trained network (default 170 s)",
+    )
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--trees", type=int, default=5000, help="random-forest trees (paper: 5000)")
+    p.add_argument("--workers", type=int, default=2, help="threads / data processes")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("classify", help="classify scan files offline")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--model", default=None, help="model name or folder (default: generic)")
+    p.add_argument("--json", action="store_true", help="one JSON object per frame and line")
+    p.add_argument("--direction", choices=["forward", "backward"], default="forward")
+    p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser("watch", help="bind the frame endpoint and show what arrives")
     p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="endpoint to bind")

@@ -72,3 +72,40 @@ def resample(z: np.ndarray, size: int) -> np.ndarray:
 def to_model_input(z: np.ndarray, size: int = 128) -> np.ndarray:
     """The whole chain: flatten lines, scale to [-1, 1], resample to ``(size, size)``, float32."""
     return resample(scale_unit(flatten_lines(z)), size).astype(np.float32)
+
+
+CHANNELS = ("height", "autocorrelation")
+
+
+def autocorrelation(u: np.ndarray) -> np.ndarray:
+    """Autocorrelation of a preprocessed image ``u`` ``(S, S)``, for shifts of ±S/2 pixels,
+    shape ``(S, S)`` with zero shift at the centre, scaled to 1 there and compressed as
+    ``sign · √|·|`` so that weak side peaks show.
+
+    A double tip images every feature twice with the same offset, which puts a side peak at
+    that offset, wherever the features are; a lattice puts a periodic grid of peaks.
+    Zero-padded, so nothing wraps around.
+    """
+    s = u.shape[0]
+    a = u - u.mean()
+    spectrum = np.fft.rfft2(a, s=(2 * s, 2 * s))
+    ac = np.fft.fftshift(np.fft.irfft2(np.abs(spectrum) ** 2, s=(2 * s, 2 * s)))
+    centre = ac[s, s]
+    if not centre > 0:
+        return np.zeros_like(u)
+    ac = ac[s // 2 : s // 2 + s, s // 2 : s // 2 + s] / centre
+    out: np.ndarray = np.sign(ac) * np.sqrt(np.abs(ac))
+    return out
+
+
+def model_input(
+    z: np.ndarray, size: int = 128, channels: tuple[str, ...] = ("height",)
+) -> np.ndarray:
+    """Model input of one frame, ``(C, size, size)`` float32 in [-1, 1]: the preprocessed
+    heights and, when asked for, their :func:`autocorrelation`."""
+    unknown = set(channels) - set(CHANNELS)
+    if unknown:
+        raise ValueError(f"unknown input channels {sorted(unknown)}; known: {list(CHANNELS)}")
+    u = to_model_input(z, size)
+    planes = [u if c == "height" else autocorrelation(u) for c in channels]
+    return np.stack(planes).astype(np.float32)

@@ -42,12 +42,24 @@ TAXONOMIES: dict[str, Taxonomy] = {
     ),
     "au111": Taxonomy(surface="au111", classes=_METAL, desirable=("individual_atoms",)),
     "cu111": Taxonomy(surface="cu111", classes=_METAL, desirable=("individual_atoms",)),
+    # beyond the paper: the states that do not depend on the surface (models/generic)
+    "generic": Taxonomy(
+        surface="generic",
+        classes=("good", "double_tip", "blunt", "tip_change", "corruption"),
+        desirable=("good",),
+    ),
 }
 
-SURFACES: tuple[str, ...] = tuple(TAXONOMIES)
+#: the surfaces of the paper; ``generic`` is any other
+SURFACES: tuple[str, ...] = ("hsi100", "au111", "cu111")
 
 #: Pretty names for reports and sheets.
-SURFACE_TITLES = {"hsi100": "H:Si(100)-2x1", "au111": "Au(111)", "cu111": "Cu(111)"}
+SURFACE_TITLES = {
+    "hsi100": "H:Si(100)-2x1",
+    "au111": "Au(111)",
+    "cu111": "Cu(111)",
+    "generic": "any surface",
+}
 
 
 def taxonomy(surface: str) -> Taxonomy:

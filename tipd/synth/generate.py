@@ -34,7 +34,7 @@ from tipd.synth.tip import (
 )
 from tipd.taxonomy import Taxonomy, taxonomy
 
-SURFACE_IDS = {"hsi100": 1, "au111": 2, "cu111": 3}
+SURFACE_IDS = {"hsi100": 1, "au111": 2, "cu111": 3, "generic": 4}
 METAL_SCAN_NM = 30.0  #: Au/Cu frames as in the paper: 30 nm at 150 px (here at ``pixels``)
 HSI_SCAN_NM = (4.0, 20.0)  #: H:Si scan sizes, log-uniform; rows need < 0.38 nm per pixel
 
@@ -102,23 +102,23 @@ def truth_labels(
 ) -> np.ndarray:
     """Multi-label truth of a frame from what imaged it and what is in view.
 
-    Au/Cu: ``individual_atoms`` when every tip is single and sharp and the frame is neither
-    corrupted nor changed; ``double_tip`` when any tip has two or more significant apexes;
-    sample features (``step_edge``, ``impurity``) independently of the tip. H:Si: the imaging
-    mode of each single tip; ``generic_defect`` for double tips, corruption or a contaminated
-    area; ``tip_change`` as a separate flag.
+    The desirable classes mean what the paper's did: a good tip over a clean area. Au/Cu:
+    ``individual_atoms`` only when every tip is single and sharp and nothing undesirable is in
+    the frame; ``double_tip`` when any tip has two or more significant apexes; ``step_edge``
+    and ``impurity`` from what is in view, whatever the tip. H:Si: the imaging mode of each
+    single tip (``atoms``, ``dimers``, ``rows``), or ``generic_defect`` instead for double
+    tips, corruption or a contaminated area; ``tip_change`` as a separate flag.
     """
     on: set[str] = set()
     multi = any(t.n_significant >= 2 for t in tips)
     if tax.surface == "hsi100":
-        for t in tips:
-            if t.n_significant == 1:
-                on.add(hsi_mode(t.radius_nm))
         if multi or corrupted or contaminated:
             on.add("generic_defect")
+        else:
+            on.update(hsi_mode(t.radius_nm) for t in tips)
     else:
         good = all(t.kind() == "sharp" for t in tips)
-        if good and not changed and not corrupted:
+        if good and not (changed or corrupted or steps or impurities):
             on.add("individual_atoms")
         if multi:
             on.add("double_tip")
@@ -176,6 +176,8 @@ def generate(
         raise KeyError(f"unknown class {primary!r} for {surface}; known: {', '.join(tax.classes)}")
     if surface == "hsi100":
         return _generate_hsi(tax, rng, primary, pixels, mixed, seed, index)
+    if surface == "generic":
+        return _generate_generic(tax, rng, primary, pixels, mixed, seed, index)
     return _generate_metal(tax, rng, primary, pixels, mixed, seed, index)
 
 
@@ -273,13 +275,17 @@ def _generate_metal(
     secondary = None
     if rng.random() < mixed:
         # a second condition must leave the primary class true: a good tip stays good
-        spoil = ("double_tip", "tip_change") if primary == "individual_atoms" else ()
+        spoil = (
+            ("double_tip", "tip_change", "step_edge", "impurity")
+            if primary == "individual_atoms"
+            else ()
+        )
         options = [
             c
             for c in ("double_tip", "step_edge", "impurity", "tip_change")
             if c != primary and c not in spoil
         ]
-        secondary = str(rng.choice(options))
+        secondary = str(rng.choice(options)) if options else None
     wants = {primary, secondary}
     base = default_params(surface, rng)
     params = SurfaceParams(
@@ -291,7 +297,7 @@ def _generate_metal(
         herringbone_phase=base.herringbone_phase,
         waves=base.waves * float(rng.uniform(0.5, 1.5)),
     )
-    adatoms = float(rng.uniform(0.004, 0.02))
+    adatoms = float(rng.uniform(0.006, 0.02))  # enough adatoms in view to show a ghost
     sample = Sample(
         params,
         seed=int(rng.integers(2**31)),
@@ -410,4 +416,47 @@ def _generate_hsi(
         "buckling": params.buckling,
         "step_spacing_nm": params.steps.spacing_nm,
     }
+    return _finish(tax, z, grid, rng, corruption, labels, primary, meta)
+
+
+def _generate_generic(
+    tax: Taxonomy,
+    rng: np.random.Generator,
+    primary: str,
+    pixels: int,
+    mixed: float,
+    seed: int,
+    index: int,
+) -> Labelled:
+    """A random surface (see :mod:`tipd.synth.generic`) imaged in a surface-agnostic state."""
+    from tipd.synth import generic
+
+    params, a, densities, desc = generic.random_surface(rng)
+    size = float(np.clip(pixels * a / rng.uniform(4, 10), 3.0, 80.0))
+    grid, geo = _grid(rng, size, pixels)
+    sample = generic.make_sample(params, densities, int(rng.integers(2**31)), SYNTH_TILE_NM, a)
+    for _ in range(int(rng.integers(1, 4))):  # features a ghost can double
+        u, v = rng.uniform(-0.4, 0.4, size=2) * size
+        sample.add(
+            sample.draw_feature("molecule", grid.centre_nm[0] + u, grid.centre_nm[1] + v, rng)
+        )
+    tip, change_to = generic.tip_for_class(rng, primary, a)
+    change = primary == "tip_change"
+    tips = [tip]
+    tip_params: dict[str, Any] = {"tip": tip.to_dict()}
+    if change:
+        rows = len(grid.v)
+        row = int(rng.integers(int(0.15 * rows), int(0.85 * rows)))
+        col = int(rng.integers(0, len(grid.u)))
+        after = generic.changed(rng, tip, change_to, a)
+        jump = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.3))
+        z = image_with_change(sample, grid, tip, after, row, jump, col)
+        tips.append(after)
+        tip_params.update(tip_after=after.to_dict(), change_row=row, change_col=col, jump_nm=jump)
+    else:
+        z = image(sample, grid, tip)
+    corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
+    on = generic.truth(tips, a, change, corruption is not None)
+    labels = np.array([1 if n in on else 0 for n in tax.labels], dtype=np.uint8)
+    meta = {"seed": seed, "index": index, **desc, **geo, **tip_params}
     return _finish(tax, z, grid, rng, corruption, labels, primary, meta)

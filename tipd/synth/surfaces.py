@@ -73,7 +73,7 @@ class Lattice:
                 if abs(c) > 1e-5:
                     terms_G.append(g)
                     terms_c.append(c)
-        return cls(np.array(terms_G), np.array(terms_c, dtype=complex))
+        return cls(np.array(terms_G, dtype=float).reshape(-1, 2), np.array(terms_c, dtype=complex))
 
     @classmethod
     def hexagonal(cls, spacing_nm: float, height_nm: float) -> Lattice:
@@ -94,6 +94,8 @@ class Lattice:
         for long periods but keeps more of the short ones (so a tip that loses the atoms still
         shows the rows). Terms above the frame's Nyquist frequency are dropped.
         """
+        if not len(self.c):
+            return np.zeros((len(grid.v), len(grid.u)))
         rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
         G = self.G @ rot.T  # G in sample coordinates: G_s · p = G · R(-θ) p
         eu, ev = grid.axes
@@ -305,6 +307,49 @@ class SurfaceParams:
     herringbone_angle: float = 0.0
     herringbone_phase: float = 0.0
     waves: float = 0.015  #: Cu standing-wave amplitude at a step, nm (0 disables)
+    #: any other surface: its own lattices (each with an extra rotation, rad), summed; two of
+    #: nearly equal spacing and angle make a moiré
+    lattices: tuple[tuple[Lattice, float], ...] = ()
+    islands: Islands | None = None
+
+
+@dataclass(frozen=True)
+class Islands:
+    """Flat-topped islands ``height_nm`` high where a smooth random field (a sum of cosines of
+    wavelength ~``scale_nm``) exceeds ``level``; edges ``width_nm`` wide."""
+
+    height_nm: float
+    scale_nm: float
+    level: float
+    waves: tuple[tuple[float, float, float], ...]  #: (kx, ky, phase), nm⁻¹
+    width_nm: float = 0.2
+
+    @classmethod
+    def random(
+        cls, rng: np.random.Generator, height_nm: float, scale_nm: float, cover: float
+    ) -> Islands:
+        waves = tuple(
+            (float(k * math.cos(a)), float(k * math.sin(a)), float(rng.uniform(0, 2 * math.pi)))
+            for k, a in zip(
+                rng.uniform(0.6, 1.4, 6) * 2 * math.pi / scale_nm,
+                rng.uniform(0, 2 * math.pi, 6),
+                strict=True,
+            )
+        )
+        # the field has variance 3: the level sets the covered fraction (normal approximation)
+        from scipy.special import erfinv
+
+        level = float(math.sqrt(3) * math.sqrt(2) * erfinv(1 - 2 * cover))
+        return cls(height_nm, scale_nm, level, waves)
+
+    def render(self, x: np.ndarray, y: np.ndarray, blur: float) -> np.ndarray:
+        field = sum(np.cos(kx * x + ky * y + ph) for kx, ky, ph in self.waves)
+        slope = 2 * math.pi / self.scale_nm * math.sqrt(3)  # typical |∇field|, per nm
+        d = (np.asarray(field) - self.level) / slope  # ≈ signed distance to the edge, nm
+        result: np.ndarray = (
+            self.height_nm * 0.5 * (1 + erf(d / (math.sqrt(2) * math.hypot(self.width_nm, blur))))
+        )
+        return result
 
 
 def default_params(surface: str, rng: np.random.Generator) -> SurfaceParams:
@@ -355,11 +400,12 @@ class Sample:
         densities: dict[str, float] | None = None,
         cache_tiles: int = 512,
         tile_nm: float = TILE_NM,
+        kinds: tuple[FeatureKind, ...] | None = None,
     ) -> None:
         self.params = params
         self.tile_nm = tile_nm
         self.seed = seed
-        base = SURFACE_FEATURES[params.surface]
+        base = kinds if kinds is not None else SURFACE_FEATURES[params.surface]
         densities = densities or {}
         unknown = set(densities) - {k.name for k in base}
         if unknown:
@@ -473,8 +519,11 @@ class Sample:
         p = self.params
         s = p.steps.coordinate_on(grid, offset_nm)
         height, level = p.steps.render(s, blur_nm)
-        lat = self._lattice(p.surface)
-        if p.surface == "hsi100":
+        if p.lattices:
+            for lattice, turn in p.lattices:
+                height += lattice.render(grid, p.lattice_angle + turn, offset_nm, blur_nm)
+        elif p.surface == "hsi100":
+            lat = self._lattice(p.surface)
             even = lat.render(grid, p.lattice_angle, offset_nm, blur_nm)
             if (level % 2).any():
                 odd = lat.render(grid, p.lattice_angle + math.pi / 2, offset_nm, blur_nm)
@@ -482,7 +531,9 @@ class Sample:
             else:
                 height += even
         else:
-            height += lat.render(grid, p.lattice_angle, offset_nm, blur_nm)
+            height += self._lattice(p.surface).render(grid, p.lattice_angle, offset_nm, blur_nm)
+        if p.islands is not None:
+            height += p.islands.render(*grid.sample_xy(offset_nm), blur_nm)
         if p.herringbone:
             height += self._herringbone(*grid.sample_xy(offset_nm), blur_nm)
         if features is None:

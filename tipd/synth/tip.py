@@ -122,8 +122,8 @@ def multi_tip(rng: np.random.Generator, radius_band: tuple[float, float], n: int
 
 
 def changed_tip(rng: np.random.Generator, tip: Tip, new: Tip | None = None) -> Tip:
-    """The tip after a tip change: ``new`` (or ``tip``) with the apex moved 0.1–1.5 nm."""
+    """The tip after a tip change: ``new`` (or ``tip``) with the apex moved 0.3–1.5 nm."""
     base = tip if new is None else new
-    shift = float(rng.uniform(0.1, 1.5))
+    shift = float(rng.uniform(0.3, 1.5))
     angle = float(rng.uniform(0, 2 * math.pi))
     return base.shifted(shift * math.cos(angle), shift * math.sin(angle))

@@ -1,0 +1,126 @@
+"""The whole training path on a tiny model: data → fit → ensemble → ONNX → runtime → classify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tipd.ensemble import Ensemble, decide  # noqa: E402
+from tipd.models import ModelError, load_manifest  # noqa: E402
+from tipd.train.metrics import auroc, balanced_accuracy, choose_thresholds  # noqa: E402
+from tipd.train.nets import build, macs  # noqa: E402
+from tipd.train.pipeline import CANDIDATES, TrainConfig, train_surface  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An H:Si ensemble (with the separate tip-change net) trained for a few steps."""
+    root = tmp_path_factory.mktemp("models")
+    cfg = TrainConfig(
+        surface="hsi100",
+        out=root / "tiny",
+        reports=root / "reports",
+        n_train=128,
+        n_val=64,
+        n_test=64,
+        member_seconds=4,
+        epochs=1,
+        trees=20,
+        workers=1,
+        candidates=[(n, replace(r, width=0.0625, batch=32)) for n, r in CANDIDATES[:3]],
+    )
+    train_surface(cfg, log=lambda _: None)
+    return root / "tiny"
+
+
+def test_manifest_lists_verified_files_and_the_onnx_check(tiny_model: Path) -> None:
+    m = load_manifest(tiny_model)
+    assert m.surface == "hsi100" and m.classes == ["atoms", "dimers", "rows", "generic_defect"]
+    assert m.extra == ["tip_change"] and len(m.members) == 4  # 3 members + the tip-change net
+    assert m.training["onnx_vs_torch_max_abs_diff"] < 1e-4
+    assert set(m.thresholds) == set(m.labels)
+    assert "Ensemble" in m.metrics["table"] and "RFC" in m.metrics["table"]
+    assert (tiny_model.parent / "reports" / "hsi100.md").is_file()
+    assert (tiny_model.parent / "reports" / "hsi100-roc-pr.png").is_file()
+
+
+def test_runtime_votes_are_the_mean_of_the_members(tiny_model: Path) -> None:
+    ens = Ensemble(tiny_model)
+    assert ens.provider == "CPUExecutionProvider"  # no GPU here, and no loader noise
+    assert ens.channels == ("height", "autocorrelation")
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 2, 128, 128)).astype(np.float32)
+    out = ens.run(x)
+    assert out.members.shape == (5, 3, 4) and out.voted.shape == (5, 5)
+    np.testing.assert_allclose(out.voted[:, :4], out.members.mean(axis=1), atol=1e-6)
+    assert ((out.voted >= 0) & (out.voted <= 1)).all()
+    d = decide(ens.manifest, out.voted[0], out.members[0])
+    assert d.state in [*ens.manifest.classes, "unknown"] and 0 <= d.bad <= 1
+    assert set(d.members) == {m.name for m in ens.manifest.members[:3]}
+
+
+def test_a_changed_model_file_is_refused(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(tiny_model, copy)
+    graph = copy / "ensemble.onnx"
+    graph.write_bytes(graph.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="sha256"):
+        Ensemble(copy)
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="invalid manifest"):
+        load_manifest(copy)
+
+
+def test_classify_json_lines_and_errors(
+    tiny_model: Path, tmp_path: Path, tipd_exe: list[str]
+) -> None:
+    good = tmp_path / "scan.npy"
+    np.save(good, np.random.default_rng(1).normal(0, 1e-10, (64, 64)))
+    (tmp_path / "scan.json").write_text(json.dumps({"scan_size_nm": [10, 10]}))
+    bad = tmp_path / "broken.sxm"
+    bad.write_bytes(b"nothing here")
+    run = subprocess.run(
+        [*tipd_exe, "classify", str(good), str(bad), "--model", str(tiny_model), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stderr  # one file failed, the other was still classified
+    first, second = (json.loads(line) for line in run.stdout.splitlines())
+    assert first["path"] == str(good) and first["model"] == "tiny" and first["channel"] == "z"
+    assert set(first["classes"]) == {"atoms", "dimers", "rows", "generic_defect", "tip_change"}
+    assert first["state"] in [*first["classes"], "unknown"]
+    assert isinstance(first["desirable"], bool) and 0 <= first["bad"] <= 1
+    assert 0 <= first["tip_change"] <= 1
+    assert second["path"] == str(bad) and "SCANIT_END" in second["error"]
+
+
+def test_paper_width_squeezenet_is_about_one_gmac() -> None:
+    assert 0.9e9 < macs(build("squeeze", 4, 1.0)) < 1.1e9
+    assert macs(build("squeeze", 4, 0.125)) < 30e6
+
+
+def test_metrics_on_known_cases() -> None:
+    truth = np.array([0, 0, 1, 1])
+    assert auroc(truth, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert auroc(truth, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert auroc(truth, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+    y = np.eye(3)[[0, 0, 1, 1, 2, 2]]
+    t = choose_thresholds(np.repeat(y, 5, axis=0), np.repeat(y * 0.9 + 0.05, 5, axis=0))
+    assert (t <= 0.9).all() and (t >= 0.5).all()
+
+    class D:
+        pass
+
+    ds = D()
+    ds.y, ds.primary = y.astype(np.float32), np.array([0, 0, 1, 1, 2, 2])  # type: ignore[attr-defined]
+    perfect = y * 0.8 + 0.1
+    assert balanced_accuracy(ds, perfect) == 1.0  # type: ignore[arg-type]

@@ -1,0 +1,207 @@
+"""Training data: synthetic frames (rendered on the fly or read from shards) or a folder of real
+labelled files, preprocessed once into model inputs, and the paper's augmentations.
+
+Arrays: ``x`` float16 ``(N, C, S, S)`` in [-1, 1] (channels as in
+:func:`tipd.preprocess.model_input`); ``y`` float32 ``(N, L)`` multi-label targets; ``primary``
+int64 ``(N,)`` (-1 where a frame has no single class).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tipd.preprocess import model_input
+from tipd.readers import SUFFIXES, read_any
+from tipd.synth.generate import generate
+from tipd.synth.shards import iter_shards
+from tipd.taxonomy import taxonomy
+
+#: the input channels tipd trains with: heights, and their autocorrelation (double tips)
+DEFAULT_CHANNELS: tuple[str, ...] = ("height", "autocorrelation")
+
+
+@dataclass
+class Dataset:
+    """Preprocessed frames with their truth; ``labels`` names the columns of ``y``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    primary: np.ndarray
+    labels: tuple[str, ...]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        return Dataset(self.x[index], self.y[index], self.primary[index], self.labels, self.source)
+
+    def columns(self, names: tuple[str, ...]) -> Dataset:
+        """The same frames with only the label columns ``names`` (e.g. the H:Si 4 classes)."""
+        idx = [self.labels.index(n) for n in names]
+        return Dataset(self.x, self.y[:, idx], self.primary, names, self.source)
+
+
+def _render_chunk(
+    args: tuple[str, int, int, int, int, tuple[str, ...]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    surface, seed, start, stop, size, channels = args
+    xs, ys, ps = [], [], []
+    for i in range(start, stop):
+        f = generate(surface, i, seed=seed, pixels=size)
+        xs.append(model_input(f.heights_m, size, channels).astype(np.float16))
+        ys.append(f.labels)
+        ps.append(f.primary)
+    return np.stack(xs), np.stack(ys), np.array(ps)
+
+
+def synthetic(
+    surface: str,
+    n: int,
+    seed: int,
+    size: int = 128,
+    workers: int = 2,
+    channels: tuple[str, ...] = DEFAULT_CHANNELS,
+) -> Dataset:
+    """``n`` frames of ``surface`` rendered with ``seed`` (frames 0..n-1), preprocessed."""
+    tax = taxonomy(surface)
+    step = 250
+    jobs = [(surface, seed, a, min(a + step, n), size, channels) for a in range(0, n, step)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_render_chunk, jobs))
+    else:
+        parts = [_render_chunk(j) for j in jobs]
+    return Dataset(
+        x=np.concatenate([p[0] for p in parts]),
+        y=np.concatenate([p[1] for p in parts]).astype(np.float32),
+        primary=np.concatenate([p[2] for p in parts]).astype(np.int64),
+        labels=tax.labels,
+        source=f"tipd synth {surface} seed {seed} frames 0..{n - 1}",
+    )
+
+
+def from_shards(
+    directory: Path, size: int = 128, channels: tuple[str, ...] = DEFAULT_CHANNELS
+) -> Dataset:
+    """Frames from ``tipd synth --out`` shards, preprocessed to ``size``."""
+    from tipd.synth.shards import read_manifest
+
+    manifest = read_manifest(directory)
+    xs, ys, ps = [], [], []
+    for shard in iter_shards(directory):
+        xs.append(
+            np.stack([model_input(h, size, channels) for h in shard.heights]).astype(np.float16)
+        )
+        ys.append(shard.labels)
+        ps.append(shard.primary)
+    return Dataset(
+        np.concatenate(xs),
+        np.concatenate(ys).astype(np.float32),
+        np.concatenate(ps).astype(np.int64),
+        tuple(manifest["labels"]),
+        str(directory),
+    )
+
+
+def from_folder(
+    directory: Path,
+    classes: tuple[str, ...],
+    size: int = 128,
+    channels: tuple[str, ...] = DEFAULT_CHANNELS,
+) -> Dataset:
+    """Real labelled scans: one sub-folder per class name, any format the readers take.
+
+    Files that cannot be read are skipped with a message on stderr; sub-folders whose names
+    are not classes raise :class:`ValueError`.
+    """
+    import sys
+
+    unknown = [p.name for p in directory.iterdir() if p.is_dir() and p.name not in classes]
+    if unknown:
+        raise ValueError(f"{directory}: sub-folders {unknown} are not classes {list(classes)}")
+    xs, ps = [], []
+    for k, cls in enumerate(classes):
+        folder = directory / cls
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() not in SUFFIXES:
+                continue
+            try:
+                frame = read_any(path)
+            except ValueError as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+                continue
+            xs.append(model_input(frame.data, size, channels).astype(np.float16))
+            ps.append(k)
+    if not xs:
+        raise ValueError(f"{directory}: no readable scans in class sub-folders {list(classes)}")
+    primary = np.array(ps, dtype=np.int64)
+    y = np.zeros((len(ps), len(classes)), dtype=np.float32)
+    y[np.arange(len(ps)), primary] = 1
+    return Dataset(np.stack(xs), y, primary, classes, str(directory))
+
+
+def class_weights(y: np.ndarray) -> np.ndarray:
+    """Per-label positive weights ∝ 1/frequency (the paper's weighting), shape ``(L,)``:
+    ``(negatives / positives)`` per column, clipped to [0.2, 50]."""
+    pos = y.sum(axis=0)
+    neg = len(y) - pos
+    out: np.ndarray = np.clip(neg / np.maximum(pos, 1), 0.2, 50.0).astype(np.float32)
+    return out
+
+
+def augment(
+    x: torch.Tensor,
+    flips_only: torch.Tensor,
+    generator: torch.Generator,
+    rotate: bool,
+    noise: float = 0.08,
+) -> torch.Tensor:
+    """The paper's augmentations on a batch ``(N, C, S, S)`` (every channel moved alike).
+
+    Every frame: random horizontal and vertical flips and Gaussian noise (σ up to ``noise``).
+    Frames not marked ``flips_only`` (bool ``(N,)``, the tip-change frames) are also panned and
+    cropped (zoom 0.75–1) and, with ``rotate``, rotated by 0–360° (zoomed in enough that no
+    corner leaves the frame). Rotation is off for synthetic data by default: the generator
+    already draws the sample orientation over 0–360°, and rotating a flattened image would turn
+    its horizontal scan artefacts in directions no scan produces.
+    """
+    n = x.shape[0]
+    dev = x.device
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator).to(dev)
+
+    sx = torch.where(rand(n) < 0.5, -1.0, 1.0)
+    sy = torch.where(rand(n) < 0.5, -1.0, 1.0)
+    if rotate:
+        angle = rand(n) * 2 * math.pi
+        zoom = 0.6 + 0.1 * rand(n)  # ≤ 1/√2 so the rotated window stays inside
+    else:
+        angle = torch.zeros(n, device=dev)
+        zoom = 0.75 + 0.25 * rand(n)
+    keep = flips_only.to(dev)
+    zoom = torch.where(keep, torch.ones_like(zoom), zoom)
+    angle = torch.where(keep, torch.zeros_like(angle), angle)
+    reach = 1 - zoom * (torch.abs(torch.cos(angle)) + torch.abs(torch.sin(angle)))
+    pan = (rand(n, 2) * 2 - 1) * reach.clamp(min=0)[:, None]
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    theta = torch.stack(
+        [torch.stack([cos * sx, -sin, pan[:, 0]], 1), torch.stack([sin, cos * sy, pan[:, 1]], 1)], 1
+    )
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    out = torch.nn.functional.grid_sample(
+        x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
+    sigma = rand(n, 1, 1, 1) * noise
+    noise_t = torch.randn(x.shape, generator=generator).to(dev) * sigma
+    result: torch.Tensor = (out + noise_t).clamp(-1.5, 1.5)
+    return result

@@ -1,0 +1,145 @@
+"""Fusing members and vote into one graph, and exporting it with a manifest.
+
+The fused graph runs every member on the same input and votes inside the graph, so the daemon
+needs one ONNX Runtime call per frame (or batch). Outputs are described in :mod:`tipd.models`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tipd.models import FORMAT, MANIFEST, Manifest, sha256_file
+from tipd.train.fit import Fitted
+
+
+class Fused(nn.Module):
+    """Members (each ``(N, K)`` logits over the ensemble classes) plus optional extra nets
+    (each ``(N, 1)``, e.g. the H:Si tip-change net), voting with per-label thresholds."""
+
+    def __init__(
+        self, members: list[nn.Module], extras: list[nn.Module], thresholds: np.ndarray
+    ) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.extras = nn.ModuleList(extras)
+        self.register_buffer("thresholds", torch.tensor(thresholds, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        member = torch.stack([torch.sigmoid(m(x)) for m in self.members], dim=1)  # (N, M, K)
+        k = member.shape[2]
+        thresholds: torch.Tensor = self.get_buffer("thresholds")
+        voted = member.mean(dim=1)
+        votes = (member >= thresholds[:k]).float().mean(dim=1)
+        if len(self.extras):
+            extra = torch.cat([torch.sigmoid(e(x)) for e in self.extras], dim=1)  # (N, E)
+            voted = torch.cat([voted, extra], dim=1)
+            votes = torch.cat([votes, (extra >= thresholds[k:]).float()], dim=1)
+        return member, voted, votes
+
+
+def export_onnx(model: nn.Module, path: Path, size: int, outputs: list[str], channels: int) -> None:
+    """Export ``model`` with input ``x`` ``(N, channels, size, size)``, dynamic batch axis."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    dummy = torch.zeros(2, channels, size, size)
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(path),
+        input_names=["x"],
+        output_names=outputs,
+        dynamic_axes={"x": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def onnx_matches_torch(model: nn.Module, path: Path, x: np.ndarray) -> float:
+    """Largest absolute difference between ONNX Runtime (CPU) and torch outputs on ``x``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x.astype(np.float32)})
+    with torch.no_grad():
+        want = model(torch.from_numpy(x.astype(np.float32)))
+    want = want if isinstance(want, tuple) else (want,)
+    return max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want, strict=True))
+
+
+def write_model(
+    out: Path,
+    name: str,
+    surface: str,
+    classes: list[str],
+    extra: list[str],
+    desirable: list[str],
+    members: list[Fitted],
+    extras: list[Fitted],
+    thresholds: np.ndarray,
+    size: int,
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+    check_x: np.ndarray,
+    channels: tuple[str, ...] = ("height",),
+) -> Manifest:
+    """Export the fused graph and every member into ``out`` with a verified manifest.
+
+    Raises ``RuntimeError`` when ONNX Runtime and torch disagree by more than 1e-4.
+    """
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "members").mkdir(parents=True)
+    fused = Fused([m.model for m in members], [e.model for e in extras], thresholds).eval()
+    graph = out / "ensemble.onnx"
+    n_channels = check_x.shape[1]
+    export_onnx(fused, graph, size, ["members", "voted", "votes"], n_channels)
+    diff = onnx_matches_torch(fused, graph, check_x)
+    if diff > 1e-4:
+        raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (> 1e-4)")
+    entries = []
+    for fitted in (*members, *extras):
+        path = out / "members" / f"{fitted.name}.onnx"
+        export_onnx(fitted.model, path, size, ["logits"], n_channels)
+        entries.append(
+            {
+                "file": f"members/{fitted.name}.onnx",
+                "sha256": sha256_file(path),
+                "name": fitted.name,
+                "family": fitted.recipe.family,
+                "width": fitted.recipe.width,
+                "labels": list(fitted.labels),
+                "macs": fitted.macs,
+                "recipe": fitted.recipe.to_dict(),
+                "val_balanced_accuracy": round(fitted.val_balanced_accuracy, 4),
+                "val_mean_auroc": round(fitted.val_mean_auroc, 4),
+            }
+        )
+    labels = classes + extra
+    manifest = Manifest(
+        format=FORMAT,
+        name=name,
+        surface=surface,
+        classes=classes,
+        extra=extra,
+        desirable=desirable,
+        thresholds={n: round(float(t), 4) for n, t in zip(labels, thresholds, strict=True)},
+        preprocessing={
+            "flatten": "lines",
+            "clip_percentile": 0.5,
+            "size": size,
+            "channels": list(channels),
+        },
+        graph={"file": "ensemble.onnx", "sha256": sha256_file(graph)},
+        members=entries,
+        training={**training, "onnx_vs_torch_max_abs_diff": diff},
+        metrics=metrics,
+    )
+    (out / MANIFEST).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")
+    return manifest
