@@ -52,3 +52,23 @@ def test_resample_by_integer_factor_is_area_mean() -> None:
     z = np.arange(16.0).reshape(4, 4)
     np.testing.assert_allclose(resample(z, 2), [[2.5, 4.5], [10.5, 12.5]])
     assert resample(np.ones((150, 150)), 128).shape == (128, 128)
+
+
+def test_autocorrelation_has_a_side_peak_at_a_ghost_offset() -> None:
+    from tipd.preprocess import autocorrelation, model_input
+
+    rng = np.random.default_rng(0)
+    base = np.zeros((64, 64))
+    for r, c in rng.integers(8, 48, (12, 2)):
+        base[r, c] = 1.0
+    ghosted = base + 0.6 * np.roll(base, (5, 9), axis=(0, 1))
+    ac = autocorrelation(ghosted)
+    assert ac[32, 32] == 1.0
+    side = ac[32 + 5, 32 + 9]
+    assert (
+        side > 0.5
+        and side > np.delete(ac.ravel(), [32 * 64 + 32, 37 * 64 + 41, 27 * 64 + 23]).max()
+    )
+    assert autocorrelation(base)[37, 41] < 0.3
+    x = model_input(rng.normal(0, 1e-10, (40, 50)), 32, ("height", "autocorrelation"))
+    assert x.shape == (2, 32, 32) and np.isfinite(x).all() and np.abs(x).max() <= 1

@@ -226,3 +226,17 @@ def test_separable_step_coordinate_equals_the_direct_formula() -> None:
     np.testing.assert_allclose(
         steps.coordinate_on(grid, (0.5, -0.3)), steps.coordinate(x, y), atol=1e-12
     )
+
+
+def test_generic_frames_cover_every_class_on_varied_surfaces() -> None:
+    tax = TAXONOMIES["generic"]
+    spacings, kinds = set(), set()
+    for i in range(25):
+        f = generate("generic", i, seed=8)
+        assert np.isfinite(f.heights_m).all() and f.heights_m.shape == (128, 128)
+        assert f.labels[f.primary] == 1, (tax.classes[f.primary], f.label_names)
+        if tax.classes[f.primary] == "good":
+            assert f.label_names == ["good"]
+        spacings.add(round(f.params["a_nm"], 2))
+        kinds.add(f.params["surface"])
+    assert len(spacings) > 20 and kinds == {"lattice", "rows", "moire"}

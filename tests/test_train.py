@@ -124,3 +124,20 @@ def test_metrics_on_known_cases() -> None:
     ds.y, ds.primary = y.astype(np.float32), np.array([0, 0, 1, 1, 2, 2])  # type: ignore[attr-defined]
     perfect = y * 0.8 + 0.1
     assert balanced_accuracy(ds, perfect) == 1.0  # type: ignore[arg-type]
+
+
+def test_evaluate_any_ensemble_on_a_labelled_folder(tiny_model: Path, tmp_path: Path) -> None:
+    from tipd.synth import generate
+    from tipd.train.evaluate import evaluate
+
+    data = tmp_path / "labelled"
+    for k, cls in enumerate(("atoms", "rows", "generic_defect")):
+        (data / cls).mkdir(parents=True)
+        for i in range(3):
+            f = generate("hsi100", 10 * k + i, seed=77, cls=cls, pixels=64)
+            np.save(data / cls / f"f{i}.npy", f.heights_m)
+            (data / cls / f"f{i}.json").write_text(json.dumps({"scan_size_nm": [10, 10]}))
+    report = evaluate(str(tiny_model), tmp_path / "reports", data=data)
+    text = report.read_text()
+    assert "| AUROC |" in text and "Ensemble" in text and "squeeze_adam" in text
+    assert (tmp_path / "reports" / "tiny-labelled-confusion.png").is_file()

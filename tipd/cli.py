@@ -125,6 +125,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    try:
+        from tipd.train.evaluate import evaluate
+    except ImportError as exc:
+        print(
+            f"tipd evaluate needs the training extra: pip install 'tipd[train]' ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    path = evaluate(args.model, args.reports, args.data, args.n, args.seed, args.workers)
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     from tipd.classify import classify_files
 
@@ -226,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", type=int, default=5000, help="random-forest trees (paper: 5000)")
     p.add_argument("--workers", type=int, default=2, help="threads / data processes")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="Table I of a shipped ensemble on labelled frames")
+    p.add_argument("--model", required=True, help="model name or folder")
+    p.add_argument("--data", type=Path, help="real labelled scans: one sub-folder per class")
+    p.add_argument("--n", type=int, default=2000, help="synthetic frames when no --data")
+    p.add_argument("--seed", type=int, default=99, help="synthetic seed (never a training one)")
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("classify", help="classify scan files offline")
     p.add_argument("files", nargs="+", type=Path)
