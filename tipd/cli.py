@@ -115,6 +115,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trees=args.trees,
         data=args.data,
         workers=args.workers,
+        channels=tuple(args.channels),
     )
     manifest = train_surface(cfg)
     ens = manifest.metrics["table"]["Ensemble"]
@@ -239,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--trees", type=int, default=5000, help="random-forest trees (paper: 5000)")
     p.add_argument("--workers", type=int, default=2, help="threads / data processes")
+    p.add_argument(
+        "--channels",
+        nargs="+",
+        default=["height"],
+        choices=["height", "autocorrelation"],
+        help="model input channels",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="Table I of a shipped ensemble on labelled frames")

@@ -15,6 +15,7 @@ parameter.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from tipd.synth.artefacts import CORRUPTIONS, apply_artefacts, corrupt, draw_artefacts
 from tipd.synth.geometry import ScanGrid
-from tipd.synth.imaging import image, image_with_change
+from tipd.synth.imaging import change_visible, ghost_visible, image, image_with_change
 from tipd.synth.surfaces import Sample, Steps, SurfaceParams, default_params
 from tipd.synth.tip import (
     HSI_MODES,
@@ -147,13 +148,13 @@ def _random_steps(rng: np.random.Generator, base: Steps, size_nm: float, present
     )
 
 
-def _tip_for(rng: np.random.Generator, surface: str, want: str) -> Tip:
+def _tip_for(rng: np.random.Generator, surface: str, want: str, strong: bool = False) -> Tip:
     """A tip of kind ``want``: an H:Si imaging mode, ``sharp``, ``double`` or ``multiple``."""
     band = HSI_MODES.get(want, METAL_SHARP if surface != "hsi100" else HSI_MODES["dimers"])
     if want == "double":
-        return multi_tip(rng, band, 2)
+        return multi_tip(rng, band, 2, strong)
     if want == "multiple":
-        return multi_tip(rng, band, int(rng.integers(3, 5)))
+        return multi_tip(rng, band, int(rng.integers(3, 5)), strong)
     return single_tip(rng, band)
 
 
@@ -205,34 +206,60 @@ def _render(
     sample: Sample,
     grid: ScanGrid,
     rng: np.random.Generator,
-    tip: Tip,
-    change: bool,
-    change_to: str | None,
-    surface: str,
+    draw_tip: Callable[[bool], Tip],
+    draw_after: Callable[[bool], Tip] | None,
     rows_range: tuple[float, float] = (0.15, 0.85),
-) -> tuple[np.ndarray, list[Tip], dict[str, Any]]:
-    """Image through ``tip``, or with a tip change to a tip of kind ``change_to`` at a line
-    drawn within ``rows_range`` (fractions of the frame)."""
-    if not change:
-        return image(sample, grid, tip), [tip], {"tip": tip.to_dict()}
+    need_ghost: bool = False,
+) -> tuple[np.ndarray, list[Tip], bool, dict[str, Any]]:
+    """Image through a tip from ``draw_tip`` or, with ``draw_after``, with a tip change to
+    the tip it draws, at a line within ``rows_range`` (fractions of the frame). Both take
+    ``strong``: a tip whose ghost or change cannot be missed.
+
+    Labels must say what the frame shows: a double tip with nothing to ghost looks single, and
+    a tip change that alters nothing visible is no tip change. So the render is checked
+    (:func:`tipd.synth.imaging.ghost_visible`, :func:`~tipd.synth.imaging.change_visible`)
+    and, when the recipe needs a visible ghost or change, drawn again (the last tries with a
+    strong tip). Returns ``(z, tips as they show, change shows, params)``.
+    """
+    features = sample.features_near(grid, margin_nm=6.0)
     rows = len(grid.v)
-    row = int(rng.integers(int(rows_range[0] * rows), int(rows_range[1] * rows)))
-    new = _tip_for(rng, surface, change_to) if change_to else None
-    after = changed_tip(rng, tip, new)
-    jump = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.3))
-    col = int(rng.integers(0, len(grid.u)))
-    z = image_with_change(sample, grid, tip, after, row, jump, col)
-    return (
-        z,
-        [tip, after],
-        {
-            "tip": tip.to_dict(),
-            "tip_after": after.to_dict(),
-            "change_row": row,
-            "change_col": col,
-            "jump_nm": jump,
-        },
-    )
+    for attempt in range(6):
+        if need_ghost and attempt == 3:  # nothing to ghost in view: place a few features
+            size = grid.size_nm[0]
+            for _ in range(4):
+                u, v = rng.uniform(-0.4, 0.4, size=2) * size
+                cx, cy = grid.centre_nm[0] + u, grid.centre_nm[1] + v
+                sample.add(sample.draw_feature(sample.kinds[0].name, cx, cy, rng))
+            features = sample.features_near(grid, margin_nm=6.0)
+        tip = draw_tip(attempt >= 3)
+        params: dict[str, Any] = {"tip": tip.to_dict(), "attempts": attempt + 1}
+        if draw_after is None:
+            z = image(sample, grid, tip, features)
+            shows = [tip if ghost_visible(sample, grid, tip, z, features) else Tip((tip.main,))]
+            params["ghost_visible"] = shows[0] is tip and tip.n_significant >= 2
+            if not need_ghost or params["ghost_visible"]:
+                return z, shows, False, params
+            continue
+        row = int(rng.integers(int(rows_range[0] * rows), int(rows_range[1] * rows)))
+        after = changed_tip(rng, tip, draw_after(attempt >= 3), strong=attempt >= 3)
+        jump = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.3))
+        col = int(rng.integers(0, len(grid.u)))
+        z = image_with_change(sample, grid, tip, after, row, jump, col)
+        visible = change_visible(sample, grid, tip, z, row, features)
+        params.update(
+            tip_after=after.to_dict(),
+            change_row=row,
+            change_col=col,
+            jump_nm=jump,
+            change_visible=visible,
+        )
+        if visible or attempt == 5:
+            shows = [
+                t if ghost_visible(sample, grid.rows(a, b), t, z[a:b], features) else Tip((t.main,))
+                for t, a, b in ((tip, 0, row), (after, row, rows))
+            ]
+            return z, shows if visible else shows[:1], visible, params
+    return z, shows, False, params
 
 
 def _finish(
@@ -313,14 +340,22 @@ def _generate_metal(
     kind = "sharp"
     if "double_tip" in wants:
         kind = "double" if rng.random() < 0.75 else "multiple"
-    tip = _tip_for(rng, surface, kind)
     change_to = str(rng.choice(["sharp", "double"], p=[0.7, 0.3]))
-    z, tips, tip_params = _render(sample, grid, rng, tip, "tip_change" in wants, change_to, surface)
+    z, tips, changed, tip_params = _render(
+        sample,
+        grid,
+        rng,
+        lambda strong: _tip_for(rng, surface, kind, strong),
+        (lambda strong: _tip_for(rng, surface, change_to, strong))
+        if "tip_change" in wants
+        else None,
+        need_ghost="double_tip" in wants,
+    )
     corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
     labels = truth_labels(
         tax,
         tips,
-        "tip_change" in wants,
+        changed,
         corruption is not None,
         steps_in_view(sample, grid),
         kinds_in_view(sample, grid, "impurity"),
@@ -387,20 +422,31 @@ def _generate_hsi(
                 sample.draw_feature("cluster", grid.centre_nm[0] + u, grid.centre_nm[1] + v, rng)
             )
     mode = primary if primary in HSI_MODES else str(rng.choice(list(HSI_MODES)))
-    if defect == "double":
-        tip = multi_tip(rng, HSI_MODES[mode], 2 if rng.random() < 0.75 else 3)
-    else:
-        tip = single_tip(rng, HSI_MODES[mode])
+    n_apex = 2 if rng.random() < 0.75 else 3
+
+    def draw(strong: bool) -> Tip:
+        if defect == "double":
+            return multi_tip(rng, HSI_MODES[mode], n_apex, strong)
+        return single_tip(rng, HSI_MODES[mode])
+
     change = rng.random() < 0.3
     change_to = mode if rng.random() < 0.6 else str(rng.choice(list(HSI_MODES)))
     # when the mode changes, the tip before must image most lines so the class stays true
     rows_range = (0.15, 0.85) if change_to == mode else (0.55, 0.85)
-    z, tips, tip_params = _render(sample, grid, rng, tip, change, change_to, "hsi100", rows_range)
+    z, tips, changed, tip_params = _render(
+        sample,
+        grid,
+        rng,
+        draw,
+        (lambda strong: single_tip(rng, HSI_MODES[change_to])) if change else None,
+        rows_range,
+        need_ghost=defect == "double",
+    )
     corruption = str(rng.choice(CORRUPTIONS)) if defect == "corruption" else None
     labels = truth_labels(
         tax,
         tips,
-        change,
+        changed,
         corruption is not None,
         False,
         0,
@@ -440,23 +486,19 @@ def _generate_generic(
         sample.add(
             sample.draw_feature("molecule", grid.centre_nm[0] + u, grid.centre_nm[1] + v, rng)
         )
-    tip, change_to = generic.tip_for_class(rng, primary, a)
-    change = primary == "tip_change"
-    tips = [tip]
-    tip_params: dict[str, Any] = {"tip": tip.to_dict()}
-    if change:
-        rows = len(grid.v)
-        row = int(rng.integers(int(0.15 * rows), int(0.85 * rows)))
-        col = int(rng.integers(0, len(grid.u)))
-        after = generic.changed(rng, tip, change_to, a)
-        jump = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.3))
-        z = image_with_change(sample, grid, tip, after, row, jump, col)
-        tips.append(after)
-        tip_params.update(tip_after=after.to_dict(), change_row=row, change_col=col, jump_nm=jump)
-    else:
-        z = image(sample, grid, tip)
+    change_to = str(rng.choice(["sharp", "blunt", "double"]))
+    z, tips, changed, tip_params = _render(
+        sample,
+        grid,
+        rng,
+        lambda strong: generic.tip_for_class(rng, primary, a),
+        (lambda strong: generic.generic_tip(rng, change_to, a))
+        if primary == "tip_change"
+        else None,
+        need_ghost=primary == "double_tip",
+    )
     corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
-    on = generic.truth(tips, a, change, corruption is not None)
+    on = generic.truth(tips, a, changed, corruption is not None)
     labels = np.array([1 if n in on else 0 for n in tax.labels], dtype=np.uint8)
     meta = {"seed": seed, "index": index, **desc, **geo, **tip_params}
     return _finish(tax, z, grid, rng, corruption, labels, primary, meta)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tipd.synth.surfaces import FeatureKind, Islands, Lattice, Sample, Steps, SurfaceParams
-from tipd.synth.tip import Apex, Tip, changed_tip
+from tipd.synth.tip import Apex, Tip
 
 GENERIC_KINDS = (
     FeatureKind("molecule", 0.0, (0.08, 0.3), (0.3, 0.8), (1, 2), 0.8),
@@ -173,17 +173,8 @@ def make_sample(
     return Sample(params, seed=seed, densities=densities, tile_nm=tile_nm, kinds=kinds)
 
 
-def tip_for_class(rng: np.random.Generator, primary: str, a: float) -> tuple[Tip, str]:
-    """The tip a generic frame of class ``primary`` starts with, and the kind a change goes to."""
+def tip_for_class(rng: np.random.Generator, primary: str, a: float) -> Tip:
+    """The tip a generic frame of class ``primary`` starts with."""
     if primary == "double_tip":
-        tip = generic_tip(rng, "double" if rng.random() < 0.75 else "multiple", a)
-    elif primary == "blunt":
-        tip = generic_tip(rng, "blunt", a)
-    else:
-        tip = generic_tip(rng, "sharp", a)
-    change_to = str(rng.choice(["sharp", "blunt", "double"]))
-    return tip, change_to
-
-
-def changed(rng: np.random.Generator, tip: Tip, to: str, a: float) -> Tip:
-    return changed_tip(rng, tip, generic_tip(rng, to, a))
+        return generic_tip(rng, "double" if rng.random() < 0.75 else "multiple", a)
+    return generic_tip(rng, "blunt" if primary == "blunt" else "sharp", a)

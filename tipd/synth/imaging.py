@@ -52,3 +52,42 @@ def image_with_change(
         if col > 0:
             out[row, :col] = image(sample, grid.rows(row, row + 1), before, features)[0, :col]
     return out
+
+
+#: A difference counts as visible when the largest |Δ| between two noise-free renderings, both
+#: flattened line by line as the models see them and averaged over 2×2 pixels, exceeds this
+#: (nm): ten times the noise of a quiet scan, a third of an adatom's height.
+VISIBLE_NM = 0.03
+
+
+def visible_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """How different two noise-free renderings of one area look after line flattening (nm):
+    the largest 2×2-averaged |Δ| (features can be sparse, so no percentile)."""
+    from tipd.preprocess import flatten_lines
+
+    d = np.nan_to_num(np.abs(flatten_lines(a) - flatten_lines(b)))
+    if d.shape[0] >= 2 and d.shape[1] >= 2:
+        d = (d[1:, 1:] + d[:-1, 1:] + d[1:, :-1] + d[:-1, :-1]) / 4
+    return float(d.max()) if d.size else 0.0
+
+
+def ghost_visible(
+    sample: Sample, grid: ScanGrid, tip: Tip, z: np.ndarray, features: Features
+) -> bool:
+    """True when the extra apexes of ``tip`` visibly change ``z`` (there is something to ghost)."""
+    if tip.n_significant < 2 or len(grid.v) < 2:
+        return False
+    single = image(sample, grid, Tip((tip.main,)), features)
+    return visible_difference(z, single) > VISIBLE_NM
+
+
+def change_visible(
+    sample: Sample, grid: ScanGrid, before: Tip, z: np.ndarray, row: int, features: Features
+) -> bool:
+    """True when the lines after a tip change at ``row`` look visibly different from what the
+    old tip would have recorded there (the change line itself is not counted)."""
+    rows = len(grid.v)
+    if row + 3 > rows:
+        return False
+    old = image(sample, grid.rows(row + 1, rows), before, features)
+    return visible_difference(z[row + 1 :], old) > VISIBLE_NM

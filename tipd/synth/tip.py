@@ -99,12 +99,15 @@ def single_tip(rng: np.random.Generator, radius_band: tuple[float, float]) -> Ti
     return Tip((Apex(radius_nm=_uniform(rng, radius_band)),))
 
 
-def ghost_apex(rng: np.random.Generator, radius_nm: float, direction: float | None = None) -> Apex:
-    """A second apex 0.5–3 nm away with effective relative weight 0.25–1."""
-    distance = float(rng.uniform(0.5, 3.0))
+def ghost_apex(
+    rng: np.random.Generator, radius_nm: float, direction: float | None = None, strong: bool = False
+) -> Apex:
+    """A second apex 0.5–3 nm away with effective relative weight 0.25–1 (``strong``: 1–3 nm,
+    0.6–1, for a ghost that cannot be missed)."""
+    distance = float(rng.uniform(1.0, 3.0) if strong else rng.uniform(0.5, 3.0))
     angle = float(rng.uniform(0, 2 * math.pi)) if direction is None else direction
     dz = float(rng.uniform(0.0, 0.04))
-    target = float(rng.uniform(0.25, 1.0))  # effective weight relative to the main apex
+    target = float(rng.uniform(0.6, 1.0) if strong else rng.uniform(0.25, 1.0))
     weight = min(1.0, target * math.exp(TWO_KAPPA_PER_NM * dz))
     return Apex(
         dx_nm=distance * math.cos(angle),
@@ -115,15 +118,20 @@ def ghost_apex(rng: np.random.Generator, radius_nm: float, direction: float | No
     )
 
 
-def multi_tip(rng: np.random.Generator, radius_band: tuple[float, float], n: int) -> Tip:
+def multi_tip(
+    rng: np.random.Generator, radius_band: tuple[float, float], n: int, strong: bool = False
+) -> Tip:
     """A main apex and ``n - 1`` ghosts (n = 2: double tip, n ≥ 3: multiple tip)."""
     main = Apex(radius_nm=_uniform(rng, radius_band))
-    return Tip((main, *(ghost_apex(rng, main.radius_nm) for _ in range(n - 1))))
+    return Tip((main, *(ghost_apex(rng, main.radius_nm, strong=strong) for _ in range(n - 1))))
 
 
-def changed_tip(rng: np.random.Generator, tip: Tip, new: Tip | None = None) -> Tip:
-    """The tip after a tip change: ``new`` (or ``tip``) with the apex moved 0.3–1.5 nm."""
+def changed_tip(
+    rng: np.random.Generator, tip: Tip, new: Tip | None = None, strong: bool = False
+) -> Tip:
+    """The tip after a tip change: ``new`` (or ``tip``) with the apex moved 0.3–1.5 nm
+    (``strong``: 1–2 nm)."""
     base = tip if new is None else new
-    shift = float(rng.uniform(0.3, 1.5))
+    shift = float(rng.uniform(1.0, 2.0) if strong else rng.uniform(0.3, 1.5))
     angle = float(rng.uniform(0, 2 * math.pi))
     return base.shifted(shift * math.cos(angle), shift * math.sin(angle))

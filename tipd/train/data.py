@@ -22,8 +22,9 @@ from tipd.synth.generate import generate
 from tipd.synth.shards import iter_shards
 from tipd.taxonomy import taxonomy
 
-#: the input channels tipd trains with: heights, and their autocorrelation (double tips)
-DEFAULT_CHANNELS: tuple[str, ...] = ("height", "autocorrelation")
+#: the input channels tipd trains with by default: the preprocessed heights, as in the paper
+#: (``autocorrelation`` can be added with ``tipd train --channels``)
+DEFAULT_CHANNELS: tuple[str, ...] = ("height",)
 
 
 @dataclass
