@@ -253,11 +253,12 @@ def _render(
             jump_nm=jump,
             change_visible=visible,
         )
-        if visible or attempt == 5:
-            shows = [
-                t if ghost_visible(sample, grid.rows(a, b), t, z[a:b], features) else Tip((t.main,))
-                for t, a, b in ((tip, 0, row), (after, row, rows))
-            ]
+        shows = [
+            t if ghost_visible(sample, grid.rows(a, b), t, z[a:b], features) else Tip((t.main,))
+            for t, a, b in ((tip, 0, row), (after, row, rows))
+        ]
+        ghost_ok = not need_ghost or any(t.n_significant >= 2 for t in shows)
+        if (visible and ghost_ok) or attempt == 5:
             return z, shows if visible else shows[:1], visible, params
     return z, shows, False, params
 
