@@ -33,6 +33,7 @@ sheets: $(STAMP)
 	$(BIN)/tipd synth --sheet docs/synth-au111.png --surface au111
 	$(BIN)/tipd synth --sheet docs/synth-cu111.png --surface cu111
 	$(BIN)/tipd synth --sheet docs/synth-hsi100.png --surface hsi100
+	$(BIN)/tipd synth --sheet docs/synth-generic.png --surface generic
 	$(BIN)/tipd synth --compare docs/synth-vs-real.png --fixtures ../shared/fixtures
 
 clean:

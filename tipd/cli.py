@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="render labelled synthetic frames, or contact sheets")
-    p.add_argument("--surface", choices=SURFACES)
+    p.add_argument("--surface", choices=[*SURFACES, "generic"])
     p.add_argument("--n", type=int, help="number of frames")
     p.add_argument("--out", type=Path, help="output folder for shards and manifest.json")
     p.add_argument("--seed", type=int, default=0)
