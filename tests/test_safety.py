@@ -1,0 +1,131 @@
+"""The safety gate at the edges of every limit: just inside passes, just outside is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tipd.protocol import Command
+from tipd.safety import Limits, SafetyGate
+
+L = Limits()
+EPS = 1e-9
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def cmd(action: str, **params: float) -> Command:
+    return Command(microscope="stm1", action=action, params=params)  # type: ignore[arg-type]
+
+
+def gate(**kw: object) -> tuple[SafetyGate, Clock]:
+    clock = Clock()
+    return SafetyGate(clock=clock, **kw), clock  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("command", "allowed"),
+    [
+        (cmd("pulse", bias_V=L.max_bias_V, width_s=0.1), True),
+        (cmd("pulse", bias_V=-L.max_bias_V, width_s=0.1), True),
+        (cmd("pulse", bias_V=L.max_bias_V + EPS, width_s=0.1), False),
+        (cmd("pulse", bias_V=-L.max_bias_V - EPS, width_s=0.1), False),
+        (cmd("pulse", bias_V=3.0, width_s=L.min_pulse_s), True),
+        (cmd("pulse", bias_V=3.0, width_s=L.min_pulse_s - EPS), False),
+        (cmd("pulse", bias_V=3.0, width_s=L.max_pulse_s), True),
+        (cmd("pulse", bias_V=3.0, width_s=L.max_pulse_s + EPS), False),
+        (cmd("crash", depth_nm=L.max_crash_nm, bias_V=0.02), True),
+        (cmd("crash", depth_nm=L.max_crash_nm + EPS, bias_V=0.02), False),
+        (cmd("crash", depth_nm=1.0, bias_V=L.max_bias_V + EPS), False),
+        (cmd("move", dx_nm=L.max_move_nm, dy_nm=0.0), True),
+        (cmd("move", dx_nm=600.0, dy_nm=800.0 + 1e-6), False),
+        (cmd("rescan"), True),
+        (cmd("withdraw"), True),
+    ],
+)
+def test_hard_limits_at_their_edges(command: Command, allowed: bool) -> None:
+    g, _ = gate()
+    verdict = g.check(command, (0.0, 0.0))
+    assert verdict.allowed is allowed, verdict.reason
+    if not allowed:
+        assert verdict.reason.startswith("limit:")
+
+
+def test_hourly_budget_edge() -> None:
+    g, clock = gate(limits=Limits(cooldown_s=0, forbidden_radius_nm=0, max_fruitless=100))
+    for k in range(L.max_actions_per_hour):
+        assert g.check(cmd("rescan"), (0, 0)).allowed
+        g.commit(cmd("rescan"), (0, 0))
+        clock.t += 1
+    refused = g.check(cmd("rescan"), (0, 0))
+    assert not refused.allowed and "20 actions in the last hour" in refused.reason
+    clock.t += 3600 - L.max_actions_per_hour  # the first action is an hour old now
+    assert g.check(cmd("rescan"), (0, 0)).allowed
+
+
+def test_fruitless_actions_lead_to_needs_operator() -> None:
+    g, clock = gate(limits=Limits(cooldown_s=0))
+    for k in range(L.max_fruitless):
+        c = cmd("move", dx_nm=100.0, dy_nm=0.0)
+        assert g.check(c, (100.0 * k, 0.0)).allowed
+        g.commit(c, (100.0 * k, 0.0))
+    assert g.needs_operator
+    refused = g.check(cmd("move", dx_nm=100.0, dy_nm=0.0), (1000.0, 0.0))
+    assert not refused.allowed and "needs_operator" in refused.reason
+    assert g.check(cmd("withdraw"), (0, 0)).allowed  # retracting stays possible
+    g.reset_operator()
+    assert g.check(cmd("move", dx_nm=100.0, dy_nm=0.0), (1000.0, 0.0)).allowed
+
+
+def test_a_good_frame_ends_the_fruitless_run() -> None:
+    g, _ = gate(limits=Limits(cooldown_s=0, forbidden_radius_nm=0))
+    for _ in range(L.max_fruitless - 1):
+        g.commit(cmd("pulse", bias_V=3.0, width_s=0.1), (0, 0))
+    g.good_frame()
+    g.commit(cmd("pulse", bias_V=3.0, width_s=0.1), (0, 0))
+    assert not g.needs_operator and g.fruitless == 1
+
+
+def test_forbidden_radius_edge() -> None:
+    g, _ = gate(limits=Limits(cooldown_s=0))
+    g.commit(cmd("pulse", bias_V=3.0, width_s=0.1), (0.0, 0.0))
+    r = L.forbidden_radius_nm
+    inside = g.check(cmd("pulse", bias_V=3.0, width_s=0.1), (r - 1e-6, 0.0))
+    assert not inside.allowed and "forbidden area" in inside.reason
+    assert g.check(cmd("pulse", bias_V=3.0, width_s=0.1), (r, 0.0)).allowed
+    # a move whose target lands inside the circle is refused too
+    assert not g.check(cmd("move", dx_nm=-15.0, dy_nm=0.0), (30.0, 0.0)).allowed
+    assert g.check(cmd("move", dx_nm=50.0, dy_nm=0.0), (0.0, 0.0)).allowed
+
+
+def test_cooldown_edge() -> None:
+    g, clock = gate(limits=Limits(forbidden_radius_nm=0))
+    g.commit(cmd("pulse", bias_V=3.0, width_s=0.1), (0, 0))
+    clock.t += L.cooldown_s - 1e-6
+    early = g.check(cmd("pulse", bias_V=3.0, width_s=0.1), (0, 0))
+    assert not early.allowed and "cooldown" in early.reason
+    clock.t += 1e-6
+    assert g.check(cmd("pulse", bias_V=3.0, width_s=0.1), (0, 0)).allowed
+
+
+def test_hold_and_stop_file_halt_everything(tmp_path: Path) -> None:
+    stop = tmp_path / "STOP"
+    g, _ = gate(stop_file=stop)
+    pulse = cmd("pulse", bias_V=3.0, width_s=0.1)
+    g.hold()
+    assert not g.check(pulse, (0, 0)).allowed and g.check(cmd("withdraw"), (0, 0)).allowed
+    g.release()
+    assert g.check(pulse, (0, 0)).allowed
+    stop.touch()
+    for c in (pulse, cmd("rescan"), cmd("withdraw")):
+        verdict = g.check(c, (0, 0))
+        assert not verdict.allowed and "stop file" in verdict.reason
+    stop.unlink()
+    assert g.check(pulse, (0, 0)).allowed

@@ -1,0 +1,137 @@
+"""From tip states over time to a proposed conditioning action (before the safety gate).
+
+DESIGN.md's defaults: act only after ``consecutive`` frames (default 3) in the same undesirable
+state at confidence ≥ ``confidence`` (0.9), as DeepSPM and Scanbot waited for several bad
+images; then climb that state's escalation ladder one rung per action, and start again from
+the bottom once a good frame is seen:
+
+* double tip: pulses of growing strength and alternating sign, then crashes (dips);
+* persistent tip change: a gentle pulse;
+* blunt (H:Si rows when atoms are the target, or the generic ``blunt``): a strong pulse, then
+  crashes;
+* step edge, impurity, corruption, generic defect: the sample is at fault, not the tip, so
+  move to a fresh area (along a spiral, so that no area is visited twice).
+
+Pulse figures follow DeepSPM's (±2.5, ±4 V for 200 ms and beyond); dips stay within Scanbot's
+light (0.9 nm) to aggressive (1.5 nm) indents before going deeper, always below the gate's
+limits. A proposal is only a proposal: the safety gate decides what is sent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One step of a ladder: an action and its parameters (V, s, nm)."""
+
+    action: str
+    params: dict[str, float] = field(default_factory=dict)
+
+
+def _pulse(v: float, s: float = 0.2) -> Rung:
+    return Rung("pulse", {"bias_V": v, "width_s": s})
+
+
+def _crash(nm: float) -> Rung:
+    return Rung("crash", {"depth_nm": nm, "bias_V": 0.02})
+
+
+MOVE = Rung("move")
+DOUBLE = (
+    _pulse(2.5),
+    _pulse(-2.5),
+    _pulse(4.0),
+    _pulse(-4.0),
+    _pulse(6.0),
+    _crash(0.9),
+    _crash(1.5),
+    _crash(2.5),
+)
+BLUNT = (_pulse(4.0), _pulse(6.0), _crash(0.9), _crash(1.5), _crash(2.5))
+DEFAULT_LADDERS: dict[str, tuple[Rung, ...]] = {
+    "double_tip": DOUBLE,
+    "tip_change": (_pulse(2.5, 0.1), *DOUBLE[1:]),
+    "blunt": BLUNT,
+    "rows": BLUNT,
+    "step_edge": (MOVE,),
+    "impurity": (MOVE,),
+    "corruption": (MOVE,),
+    "generic_defect": (MOVE,),
+}
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    confidence: float = 0.9
+    consecutive: int = 3
+    move_nm: float = 150.0  #: length of a move to a fresh area
+    ladders: dict[str, tuple[Rung, ...]] = field(default_factory=lambda: dict(DEFAULT_LADDERS))
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the policy would do: ``action`` with ``params`` because of ``state``."""
+
+    state: str
+    confidence: float
+    action: str
+    params: dict[str, float]
+    rung: int
+    frame_id: str
+
+
+class Policy:
+    """The policy of one microscope. ``desirable`` names the good states of its model."""
+
+    def __init__(self, desirable: set[str], config: PolicyConfig | None = None) -> None:
+        self.desirable = desirable
+        self.config = config or PolicyConfig()
+        self.streak_state: str | None = None
+        self.streak = 0
+        self.rungs: dict[str, int] = {}
+        self.moves = 0
+
+    def observe(self, state: str, confidence: float, frame_id: str = "") -> Proposal | None:
+        """One decision (the winning ``state`` and its confidence 0–1); a proposal or None."""
+        cfg = self.config
+        if state in self.desirable:
+            self.streak_state, self.streak = None, 0
+            self.rungs.clear()
+            return None
+        if confidence < cfg.confidence or state not in cfg.ladders:
+            self.streak_state, self.streak = None, 0  # uncertain evidence breaks the streak
+            return None
+        if state == self.streak_state:
+            self.streak += 1
+        else:
+            self.streak_state, self.streak = state, 1
+        if self.streak < cfg.consecutive:
+            return None
+        ladder = cfg.ladders[state]
+        rung = self.rungs.get(state, 0)
+        step = ladder[min(rung, len(ladder) - 1)]
+        self.rungs[state] = rung + 1
+        self.streak = 0  # fresh evidence is needed before the next action
+        params = dict(step.params)
+        if step.action == "move":
+            params = self._next_move()
+        return Proposal(state, confidence, step.action, params, rung, frame_id)
+
+    def _next_move(self) -> dict[str, float]:
+        """The next step of a square spiral around the starting area (legs of 1, 1, 2, 2, 3,
+        3, … steps, turning left), so no area is visited twice and every move is one step."""
+        k, leg, turn = self.moves, 1, 0
+        while k >= leg:  # find the leg that step number ``moves`` falls on
+            k -= leg
+            turn += 1
+            leg += turn % 2 == 0
+        self.moves += 1
+        angle = turn * math.pi / 2
+        step = self.config.move_nm
+        return {
+            "dx_nm": round(step * math.cos(angle), 9),
+            "dy_nm": round(step * math.sin(angle), 9),
+        }

@@ -1,0 +1,177 @@
+"""The one gate every command passes before it reaches a controller.
+
+Defaults are DESIGN.md's "tipd defaults", drawn from the tools before us (DeepSPM's server
+limits, Scanbot's indents): pulses |V| ≤ 8 V for 10 ms–1 s, crashes ≤ 3 nm, moves ≤ 1000 nm, at
+most 20 actions an hour and 6 in a row without a good frame (then ``needs_operator``: nothing
+more until an operator resets), a 20 nm forbidden radius around every pulse or crash, a
+cooldown between actions, and a stop file and a ``hold`` that halt everything at once.
+
+A stop file halts every command (an operator has taken over); ``hold`` and ``needs_operator``
+halt all but ``withdraw``, which only retracts the tip. The gate refuses, it never clips: a command outside a limit is not what the policy meant, and
+a smaller one is not safer by construction. One :class:`SafetyGate` per microscope; checks are
+pure (:meth:`SafetyGate.check`), and only :meth:`SafetyGate.commit` changes the budgets, once a
+command has really been sent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tipd.protocol import Command, CrashParams, MoveParams, PulseParams
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits (V, s, nm) and budgets of one microscope."""
+
+    max_bias_V: float = 8.0
+    min_pulse_s: float = 0.010
+    max_pulse_s: float = 1.0
+    max_crash_nm: float = 3.0
+    max_move_nm: float = 1000.0
+    max_actions_per_hour: int = 20
+    max_fruitless: int = 6  #: actions in a row without a good frame before needs_operator
+    forbidden_radius_nm: float = 20.0
+    cooldown_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's answer: ``allowed``, and if not, ``reason`` (which limit, what value)."""
+
+    allowed: bool
+    reason: str = ""
+
+
+@dataclass
+class SafetyGate:
+    """Limits, budgets and interlocks of one microscope. ``clock`` returns seconds (monotonic)."""
+
+    limits: Limits = field(default_factory=Limits)
+    stop_file: Path | None = None
+    clock: Callable[[], float] = time.monotonic
+    held: bool = False
+    needs_operator: bool = False
+    fruitless: int = 0
+    _times: deque[float] = field(default_factory=deque)
+    _spots: list[tuple[float, float]] = field(default_factory=list)
+    _last: float | None = None
+
+    # ------------------------------------------------------------------ checks
+
+    def check(self, command: Command, position_nm: tuple[float, float]) -> Verdict:
+        """Whether ``command`` may be sent now, with the tip at ``position_nm`` (sample nm)."""
+        if self.stop_file is not None and self.stop_file.exists():
+            return Verdict(False, f"stop file {self.stop_file} is present: all actions halted")
+        if command.action == "withdraw":  # retracting the tip is always allowed
+            return Verdict(True)
+        if self.held:
+            return Verdict(False, "on hold: all actions halted until released")
+        if self.needs_operator:
+            return Verdict(False, "needs_operator: too many actions without a good frame")
+        limit = self._limit(command)
+        if limit:
+            return Verdict(False, limit)
+        now = self.clock()
+        recent = sum(1 for t in self._times if now - t < 3600.0)
+        if recent >= self.limits.max_actions_per_hour:
+            return Verdict(
+                False,
+                f"budget: {recent} actions in the last hour "
+                f"(at most {self.limits.max_actions_per_hour})",
+            )
+        if self.fruitless >= self.limits.max_fruitless:
+            return Verdict(
+                False,
+                f"budget: {self.fruitless} actions without a good frame "
+                f"(at most {self.limits.max_fruitless})",
+            )
+        if self._last is not None and now - self._last < self.limits.cooldown_s:
+            return Verdict(
+                False,
+                f"cooldown: {now - self._last:.2f} s since the last action "
+                f"(at least {self.limits.cooldown_s} s)",
+            )
+        target = position_nm
+        if isinstance(command.params, MoveParams):
+            target = (position_nm[0] + command.params.dx_nm, position_nm[1] + command.params.dy_nm)
+        if command.action in ("pulse", "crash", "move"):
+            for spot in self._spots:
+                d = math.dist(spot, target)
+                if d < self.limits.forbidden_radius_nm:
+                    return Verdict(
+                        False,
+                        f"forbidden area: {d:.1f} nm from an earlier action at "
+                        f"({spot[0]:.1f}, {spot[1]:.1f}) nm (keep "
+                        f"{self.limits.forbidden_radius_nm} nm away)",
+                    )
+        return Verdict(True)
+
+    def _limit(self, command: Command) -> str:
+        lim = self.limits
+        p = command.params
+        if isinstance(p, PulseParams):
+            if not abs(p.bias_V) <= lim.max_bias_V:
+                return f"limit: pulse bias_V {p.bias_V} beyond ±{lim.max_bias_V} V"
+            if not lim.min_pulse_s <= p.width_s <= lim.max_pulse_s:
+                return f"limit: pulse width_s {p.width_s} outside {lim.min_pulse_s}–{lim.max_pulse_s} s"
+        elif isinstance(p, CrashParams):
+            if not 0 < p.depth_nm <= lim.max_crash_nm:
+                return f"limit: crash depth_nm {p.depth_nm} beyond {lim.max_crash_nm} nm"
+            if not abs(p.bias_V) <= lim.max_bias_V:
+                return f"limit: crash bias_V {p.bias_V} beyond ±{lim.max_bias_V} V"
+        elif isinstance(p, MoveParams):
+            d = math.hypot(p.dx_nm, p.dy_nm)
+            if not d <= lim.max_move_nm:
+                return f"limit: move of {d:.1f} nm beyond {lim.max_move_nm} nm"
+        return ""
+
+    # ------------------------------------------------------------------ state
+
+    def commit(self, command: Command, position_nm: tuple[float, float]) -> None:
+        """Record a command that was sent: budgets, cooldown, forbidden spots, fruitless run.
+
+        ``needs_operator`` is set once the run of actions without a good frame reaches the
+        limit, so the next conditioning needs a person.
+        """
+        now = self.clock()
+        self._times.append(now)
+        while self._times and now - self._times[0] >= 3600.0:
+            self._times.popleft()
+        self._last = now
+        if command.action in ("pulse", "crash"):
+            self._spots.append(position_nm)
+        if command.action in ("pulse", "crash", "move"):
+            self.fruitless += 1
+            if self.fruitless >= self.limits.max_fruitless:
+                self.needs_operator = True
+
+    def good_frame(self) -> None:
+        """A frame showed a good tip: the run of fruitless actions ends."""
+        self.fruitless = 0
+
+    def hold(self) -> None:
+        self.held = True
+
+    def release(self) -> None:
+        self.held = False
+
+    def reset_operator(self) -> None:
+        """An operator looked: clear ``needs_operator`` and the fruitless run."""
+        self.needs_operator = False
+        self.fruitless = 0
+
+    def status(self) -> dict[str, object]:
+        now = self.clock()
+        return {
+            "held": self.held,
+            "needs_operator": self.needs_operator,
+            "fruitless": self.fruitless,
+            "actions_last_hour": sum(1 for t in self._times if now - t < 3600.0),
+            "stopped": bool(self.stop_file and self.stop_file.exists()),
+        }
