@@ -60,7 +60,7 @@ def test_hard_limits_at_their_edges(command: Command, allowed: bool) -> None:
 
 def test_hourly_budget_edge() -> None:
     g, clock = gate(limits=Limits(cooldown_s=0, forbidden_radius_nm=0, max_fruitless=100))
-    for k in range(L.max_actions_per_hour):
+    for _ in range(L.max_actions_per_hour):
         assert g.check(cmd("rescan"), (0, 0)).allowed
         g.commit(cmd("rescan"), (0, 0))
         clock.t += 1
@@ -71,7 +71,7 @@ def test_hourly_budget_edge() -> None:
 
 
 def test_fruitless_actions_lead_to_needs_operator() -> None:
-    g, clock = gate(limits=Limits(cooldown_s=0))
+    g, _ = gate(limits=Limits(cooldown_s=0))
     for k in range(L.max_fruitless):
         c = cmd("move", dx_nm=100.0, dy_nm=0.0)
         assert g.check(c, (100.0 * k, 0.0)).allowed

@@ -6,8 +6,9 @@ most 20 actions an hour and 6 in a row without a good frame (then ``needs_operat
 more until an operator resets), a 20 nm forbidden radius around every pulse or crash, a
 cooldown between actions, and a stop file and a ``hold`` that halt everything at once.
 
-A stop file halts every command (an operator has taken over); ``hold`` and ``needs_operator``
-halt all but ``withdraw``, which only retracts the tip. The gate refuses, it never clips: a command outside a limit is not what the policy meant, and
+A stop file halts every command (an operator has taken over); ``hold`` and
+``needs_operator`` halt all but ``withdraw``, which only retracts the tip. The gate refuses,
+it never clips: a command outside a limit is not what the policy meant, and
 a smaller one is not safer by construction. One :class:`SafetyGate` per microscope; checks are
 pure (:meth:`SafetyGate.check`), and only :meth:`SafetyGate.commit` changes the budgets, once a
 command has really been sent.
@@ -119,7 +120,8 @@ class SafetyGate:
             if not abs(p.bias_V) <= lim.max_bias_V:
                 return f"limit: pulse bias_V {p.bias_V} beyond ±{lim.max_bias_V} V"
             if not lim.min_pulse_s <= p.width_s <= lim.max_pulse_s:
-                return f"limit: pulse width_s {p.width_s} outside {lim.min_pulse_s}–{lim.max_pulse_s} s"
+                span = f"{lim.min_pulse_s}–{lim.max_pulse_s} s"
+                return f"limit: pulse width_s {p.width_s} outside {span}"
         elif isinstance(p, CrashParams):
             if not 0 < p.depth_nm <= lim.max_crash_nm:
                 return f"limit: crash depth_nm {p.depth_nm} beyond {lim.max_crash_nm} nm"
