@@ -140,6 +140,64 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tipd import config
+    from tipd.logs import configure
+    from tipd.service import run
+
+    configure(json_lines=args.json_logs, level=args.log_level)
+    overrides = {
+        "advisory": True if args.advisory else None,
+        "model": args.model,
+        "journal": args.journal,
+    }
+    settings = config.load(args.config, **overrides)
+    return run(settings, args.config)
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    from tipd.events import tail
+
+    try:
+        for line in tail(args.endpoint, args.topic, args.seconds):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_journal(args: argparse.Namespace) -> int:
+    import json as _json
+    import time as _time
+
+    from tipd.journal import query
+
+    since = _time.time() - args.minutes * 60 if args.minutes else None
+    try:
+        rows = query(
+            args.path, "commands" if args.commands else "frames", args.last, args.state, since
+        )
+    except FileNotFoundError as exc:
+        print(f"tipd journal: {exc}", file=sys.stderr)
+        return 2
+    for row in rows:
+        if args.json:
+            print(_json.dumps(row))
+        elif args.commands:
+            stamp = _time.strftime("%H:%M:%S", _time.localtime(row["t_sent"]))
+            print(
+                f"{stamp} {row['microscope']} {row['action']} {row['params']} "
+                f"{row['status']}: {row['detail'] or ''}"
+            )
+        else:
+            stamp = _time.strftime("%H:%M:%S", _time.localtime(row["t"]))
+            print(
+                f"{stamp} {row['microscope']} {row['frame_id']} {row['kind']:<6} "
+                f"{row['status']:<10} {row['state'] or '':<16} {row['detail'] or ''}"
+            )
+    return 0
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     from tipd.classify import classify_files
 
@@ -264,6 +322,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per frame and line")
     p.add_argument("--direction", choices=["forward", "backward"], default="forward")
     p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("run", help="run the daemon")
+    p.add_argument("--config", type=Path, help="TOML settings (see config/tipd.toml)")
+    p.add_argument("--advisory", action="store_true", help="decide and report, never command")
+    p.add_argument("--model", help="default model (when a frame names no known surface)")
+    p.add_argument("--journal", type=Path, help="SQLite journal path")
+    p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout (journald)")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("events", help="tail the daemon's events in a readable form")
+    p.add_argument("--endpoint", default="tcp://127.0.0.1:5552")
+    p.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        help="topic prefix, e.g. state.stm1 (repeatable; default all)",
+    )
+    p.add_argument("--seconds", type=float, help="stop after this long")
+    p.set_defaults(func=_cmd_events)
+
+    p = sub.add_parser("journal", help="query the journal")
+    p.add_argument("--path", type=Path, default=Path("tipd-journal.sqlite"))
+    p.add_argument("--last", type=int, default=20)
+    p.add_argument("--state", help="only decisions of this state")
+    p.add_argument("--minutes", type=float, help="only the last this many minutes")
+    p.add_argument("--commands", action="store_true", help="commands instead of frames")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_journal)
 
     p = sub.add_parser("watch", help="bind the frame endpoint and show what arrives")
     p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="endpoint to bind")

@@ -98,8 +98,8 @@ def sha256_file(path: Path) -> str:
 
 
 def models_root() -> Path:
-    """Where shipped models live: ``$TIPD_MODELS`` or the ``models/`` folder of the checkout."""
-    env = os.environ.get("TIPD_MODELS")
+    """Where shipped models live: ``$TIPD_MODELS_DIR`` or the ``models/`` folder of the checkout."""
+    env = os.environ.get("TIPD_MODELS_DIR")
     return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
 
 

@@ -1,0 +1,90 @@
+"""Configuration: ``config/tipd.toml`` (or ``--config FILE``) with ``TIPD_*`` environment
+overrides (``TIPD_ADVISORY=1``, ``TIPD_SAFETY__MAX_BIAS_V=5``: double underscore for nesting).
+Every key is documented here and in ``config/tipd.toml``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Endpoints(BaseModel):
+    """ZeroMQ endpoints (DESIGN.md): tipd binds frames and events, connects to the controller."""
+
+    model_config = ConfigDict(extra="forbid")
+    frames: str = "tcp://127.0.0.1:5550"  #: SUB, bound: publishers connect here
+    control: str = "tcp://127.0.0.1:5551"  #: DEALER, connects to the controller's ROUTER
+    events: str = "tcp://127.0.0.1:5552"  #: PUB, bound: dashboards subscribe here
+
+
+class SafetyConfig(BaseModel):
+    """Hard limits and budgets (see :class:`tipd.safety.Limits`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_bias_V: float = Field(8.0, gt=0)
+    min_pulse_s: float = Field(0.010, gt=0)
+    max_pulse_s: float = Field(1.0, gt=0)
+    max_crash_nm: float = Field(3.0, gt=0)
+    max_move_nm: float = Field(1000.0, gt=0)
+    max_actions_per_hour: int = Field(20, ge=0)
+    max_fruitless: int = Field(6, ge=1)
+    forbidden_radius_nm: float = Field(20.0, ge=0)
+    cooldown_s: float = Field(5.0, ge=0)
+    stop_file: Path | None = None  #: while this file exists, no command is sent
+
+
+class PolicySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    confidence: float = Field(0.9, ge=0, le=1)  #: act only on states at least this confident
+    consecutive: int = Field(3, ge=1)  #: ... seen this many decisions in a row
+    move_nm: float = Field(150.0, gt=0)  #: step of a move to a fresh area
+
+
+class ControllerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timeout_s: float = Field(5.0, gt=0)  #: wait this long for a reply ...
+    retries: int = Field(2, ge=0)  #: ... then resend the same command id this many times
+
+
+class Settings(BaseSettings):
+    """All of tipd's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="TIPD_", env_nested_delimiter="__", extra="forbid")
+    endpoints: Endpoints = Endpoints()
+    microscopes: list[str] = []  #: allowed microscope ids (empty: any)
+    model: str = "generic"  #: default model when a frame names no known surface
+    models: dict[str, str] = {}  #: surface → model name or folder (default: same name)
+    journal: Path = Path("tipd-journal.sqlite")  #: SQLite journal (WAL)
+    advisory: bool = False  #: decide and report, never command
+    window_lines: int = Field(64, ge=8)  #: rolling window of newest lines classified mid-frame
+    window_every: int = Field(16, ge=1)  #: classify the window every this many new lines
+    queue_frames: int = Field(4, ge=1)  #: per microscope; older frames are skipped under load
+    health_s: float = Field(5.0, gt=0)  #: seconds between health events
+    threads: int = Field(2, ge=0)  #: ONNX Runtime intra-op threads (0: all cores)
+    safety: SafetyConfig = SafetyConfig()
+    policy: PolicySettings = PolicySettings()
+    controller: ControllerSettings = ControllerSettings()
+
+    @classmethod
+    def settings_customise_sources(  # type: ignore[override]
+        cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any, **_: Any
+    ) -> tuple[Any, ...]:
+        # TIPD_* environment variables override the file's values
+        return (env_settings, init_settings)
+
+
+def load(path: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``path`` (TOML), then ``TIPD_*`` environment variables, then
+    ``overrides`` (the command line). A missing ``path`` is an error; None means defaults."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = tomllib.loads(path.read_text())
+    settings = Settings(**data)  # environment variables override file values here
+    if overrides:
+        settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    return settings

@@ -1,0 +1,79 @@
+"""The events PUB socket (state, action, error, health), and ``tipd events`` to tail it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import zmq
+import zmq.asyncio
+
+from tipd.protocol import ProtocolError, _Event, decode_event, encode_event
+
+
+class EventPublisher:
+    """Publishes typed events on a bound PUB socket; never blocks (drops when no reader)."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str) -> None:
+        self.socket = ctx.socket(zmq.PUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 10000)
+        self.socket.bind(endpoint)
+        self.sent = 0
+
+    async def publish(self, event: _Event) -> None:
+        await self.socket.send_multipart(encode_event(event))
+        self.sent += 1
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def tail(endpoint: str, topics: list[str], seconds: float | None = None) -> Iterator[str]:
+    """Readable lines for each event on ``endpoint`` (a tipd events socket)."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(endpoint)
+    for t in topics or [""]:
+        sub.setsockopt(zmq.SUBSCRIBE, t.encode())
+    end = None if seconds is None else time.monotonic() + seconds
+    try:
+        while end is None or time.monotonic() < end:
+            if not sub.poll(200):
+                continue
+            parts = sub.recv_multipart()
+            try:
+                event = decode_event(parts)
+            except ProtocolError as exc:
+                yield f"(undecodable event: {exc})"
+                continue
+            yield describe(parts[0].decode(), event)
+    finally:
+        sub.close()
+
+
+def describe(topic: str, event: _Event) -> str:
+    """One line for a person."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.t))
+    body = event.model_dump()
+    kind = topic.split(".")[0]
+    if kind == "state":
+        top = sorted(body["voted"].items(), key=lambda kv: -kv[1])[:3]
+        conf = ", ".join(f"{k} {v:.2f}" for k, v in top)
+        return (
+            f"{stamp} {topic:<14} {body['frame_id']} rows {body['rows_seen']:>4}: "
+            f"{body['state']} ({'good' if body['desirable'] else 'bad'}) [{conf}] "
+            f"{body['latency_ms']:.1f} ms"
+        )
+    if kind == "action":
+        c = body["command"]
+        reply = body.get("reply")
+        tail_ = f" -> {reply['status']}: {reply['detail']}" if reply else " (sent)"
+        return f"{stamp} {topic:<14} {c['action']} {json.dumps(c['params'])}{tail_}"
+    if kind == "error":
+        return f"{stamp} {topic:<14} {body['what']}: {body['detail']}"
+    return f"{stamp} {topic:<14} " + json.dumps(
+        {k: v for k, v in body.items() if k not in ("v", "t")}
+    )

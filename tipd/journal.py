@@ -1,0 +1,145 @@
+"""The SQLite journal (WAL): every frame received, every decision, every command and reply.
+
+Each write is one short transaction, so a daemon killed at any moment leaves whole rows only.
+Tables (times are unix seconds):
+
+* ``frames``: microscope, frame_id, seq, kind (``frame``/``window``/``lines``/``error``),
+  rows_seen, status (``classified``, ``skipped``, ``rejected``), state, confidences (JSON),
+  latency_ms, detail, t
+* ``commands``: id, microscope, frame_id, action, params (JSON), reason (JSON), status
+  (``sent``, ``refused``, ``advisory``, ``done``, ``rejected``, ``failed``), detail, t_sent,
+  t_reply
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS frames (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    t REAL NOT NULL, microscope TEXT NOT NULL, frame_id TEXT, seq INTEGER, kind TEXT NOT NULL,
+    rows_seen INTEGER, status TEXT NOT NULL, state TEXT, confidences TEXT, latency_ms REAL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS frames_t ON frames (t);
+CREATE INDEX IF NOT EXISTS frames_state ON frames (state);
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY, microscope TEXT NOT NULL, frame_id TEXT, action TEXT NOT NULL,
+    params TEXT NOT NULL, reason TEXT, status TEXT NOT NULL, detail TEXT,
+    t_sent REAL NOT NULL, t_reply REAL
+);
+"""
+
+
+class Journal:
+    """One SQLite file; safe to read (``tipd journal``) while the daemon writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def frame(
+        self,
+        microscope: str,
+        frame_id: str | None,
+        seq: int | None,
+        kind: str,
+        rows_seen: int | None,
+        status: str,
+        state: str | None = None,
+        confidences: dict[str, float] | None = None,
+        latency_ms: float | None = None,
+        detail: str = "",
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO frames (t, microscope, frame_id, seq, kind, rows_seen, status, state,"
+            " confidences, latency_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                time.time(),
+                microscope,
+                frame_id,
+                seq,
+                kind,
+                rows_seen,
+                status,
+                state,
+                json.dumps(confidences) if confidences is not None else None,
+                latency_ms,
+                detail,
+            ),
+        )
+
+    def command(
+        self,
+        command_id: str,
+        microscope: str,
+        frame_id: str,
+        action: str,
+        params: dict[str, Any],
+        reason: dict[str, Any] | None,
+        status: str,
+        detail: str = "",
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO commands (id, microscope, frame_id, action, params, reason,"
+            " status, detail, t_sent) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                command_id,
+                microscope,
+                frame_id,
+                action,
+                json.dumps(params),
+                json.dumps(reason) if reason else None,
+                status,
+                detail,
+                time.time(),
+            ),
+        )
+
+    def reply(self, command_id: str, status: str, detail: str) -> None:
+        self.db.execute(
+            "UPDATE commands SET status=?, detail=?, t_reply=? WHERE id=?",
+            (status, detail, time.time(), command_id),
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def query(
+    path: Path,
+    table: str = "frames",
+    last: int = 20,
+    state: str | None = None,
+    since: float | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of ``table`` (newest last): the last ``last``, optionally of one ``state`` (frames)
+    or after unix time ``since``. Opens the file read-only."""
+    if table not in ("frames", "commands"):
+        raise ValueError(f"unknown table {table!r}; known: frames, commands")
+    if not path.is_file():
+        raise FileNotFoundError(f"no journal at {path}")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    where, args = [], []
+    if state is not None and table == "frames":
+        where.append("state = ?")
+        args.append(state)
+    if since is not None:
+        where.append(("t" if table == "frames" else "t_sent") + " >= ?")
+        args.append(since)
+    order = "n" if table == "frames" else "t_sent"
+    sql = f"SELECT * FROM {table}" + (f" WHERE {' AND '.join(where)}" if where else "")
+    sql += f" ORDER BY {order} DESC LIMIT ?"
+    rows = [dict(r) for r in db.execute(sql, (*args, last))]
+    db.close()
+    return rows[::-1]

@@ -1,0 +1,439 @@
+"""``tipd run``: the daemon. Frames in, decisions and commands out.
+
+One asyncio loop (zmq.asyncio). Every message on the frame socket is validated; whole frames
+are classified, and line chunks are assembled and their newest ``window_lines`` rows are
+classified every ``window_every`` lines, so a tip change or a double tip is caught mid-frame.
+Each decision becomes a ``state`` event and a journal row; the policy turns persistent
+undesirable states into proposals; the safety gate decides what may be sent; the controller
+client sends it in the background, so a slow or absent controller never stalls frames.
+
+Bad input (garbage, NaN frames, unknown microscopes or surfaces, models that fail their
+checks) gets a log line, an ``error`` event, a journal row and a counter, and the daemon goes on.
+SIGTERM drains and exits; SIGHUP reloads settings and models, keeping the old ones when the new
+ones fail their checks. systemd: READY, STATUS and WATCHDOG through ``$NOTIFY_SOCKET``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import zmq
+import zmq.asyncio
+
+from tipd.config import Settings, load
+from tipd.controller import ControllerClient
+from tipd.ensemble import Decision, Ensemble
+from tipd.events import EventPublisher
+from tipd.frames import Frame, LineAssembler
+from tipd.journal import Journal
+from tipd.models import ModelError, find, models_root
+from tipd.policy import Policy, PolicyConfig
+from tipd.protocol import (
+    ActionEvent,
+    Command,
+    ErrorEvent,
+    FrameHeader,
+    HealthEvent,
+    ProtocolError,
+    Reason,
+    Reply,
+    StateEvent,
+    check_finite_array,
+    decode_frame,
+)
+from tipd.safety import Limits, SafetyGate
+
+log = structlog.get_logger("tipd")
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) ``message``; a no-op outside systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(path)
+            s.send(message.encode())
+        except OSError:
+            pass
+
+
+@dataclass
+class Microscope:
+    """Per-microscope state: assembly, policy, safety budget, last position."""
+
+    name: str
+    policy: Policy
+    gate: SafetyGate
+    assembler: LineAssembler = field(default_factory=LineAssembler)
+    classified_rows: dict[str, int] = field(default_factory=dict)
+    position_nm: tuple[float, float] = (0.0, 0.0)
+    pending: deque[tuple[str, FrameHeader, np.ndarray, float]] = field(default_factory=deque)
+
+
+class Daemon:
+    """The service object: all state lives here."""
+
+    def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.started = time.monotonic()
+        self.counters: Counter[str] = Counter()
+        self.mics: dict[str, Microscope] = {}
+        self.models: dict[str, Ensemble] = {}
+        self.load_models(settings)
+        self.ctx = zmq.asyncio.Context()
+        self.journal = Journal(settings.journal)
+        self.stopping = asyncio.Event()
+        self.reload_requested = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.unknown_surfaces: set[str] = set()
+
+    # ---------------------------------------------------------------- models
+
+    def load_models(self, settings: Settings) -> None:
+        """The default model and one per surface that has one; raises :class:`ModelError`
+        (the caller keeps the old models) if any fails its checks."""
+        names = {"*": settings.model}
+        root = models_root()
+        if root.is_dir():
+            for folder in root.iterdir():
+                if (folder / "manifest.json").is_file() and folder.name != settings.model:
+                    names[folder.name] = folder.name
+        names.update(settings.models)
+        loaded = {
+            key: Ensemble(find(name), threads=settings.threads) for key, name in names.items()
+        }
+        for ens in loaded.values():
+            ens.warm_up()
+        self.models = loaded
+        provider = next(iter(loaded.values())).provider
+        log.info(
+            "models loaded",
+            models={k: v.manifest.name for k, v in loaded.items()},
+            provider=provider,
+        )
+
+    def model_for(self, surface: str | None) -> Ensemble:
+        if surface and surface in self.models:
+            return self.models[surface]
+        return self.models["*"]
+
+    def microscope(self, name: str) -> Microscope:
+        mic = self.mics.get(name)
+        if mic is None:
+            s = self.settings
+            limits = Limits(**s.safety.model_dump(exclude={"stop_file"}))
+            desirable = {d for e in self.models.values() for d in e.manifest.desirable}
+            mic = Microscope(
+                name,
+                Policy(
+                    desirable,
+                    PolicyConfig(
+                        confidence=s.policy.confidence,
+                        consecutive=s.policy.consecutive,
+                        move_nm=s.policy.move_nm,
+                    ),
+                ),
+                SafetyGate(limits=limits, stop_file=s.safety.stop_file),
+            )
+            self.mics[name] = mic
+        return mic
+
+    # ---------------------------------------------------------------- loop
+
+    async def run(self) -> int:
+        s = self.settings
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.RCVHWM, 2000)
+        self.sub.bind(s.endpoints.frames)
+        for topic in (b"frame.", b"lines."):
+            self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        self.events = EventPublisher(self.ctx, s.endpoints.events)
+        self.controller = ControllerClient(
+            self.ctx, s.endpoints.control, s.controller.timeout_s, s.controller.retries
+        )
+        self.controller.start()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._request_reload)
+        health = loop.create_task(self._health())
+        log.info(
+            "tipd running",
+            frames=s.endpoints.frames,
+            events=s.endpoints.events,
+            control=s.endpoints.control,
+            advisory=s.advisory,
+            journal=str(s.journal),
+        )
+        sd_notify("READY=1\nSTATUS=serving")
+        try:
+            while not self.stopping.is_set():
+                if self.reload_requested:
+                    self._reload()
+                if not await self.sub.poll(200):
+                    continue
+                t0 = time.perf_counter()
+                await self.handle(await self.sub.recv_multipart(), t0)
+        finally:
+            sd_notify("STOPPING=1")
+            health.cancel()
+            if self.tasks:
+                await asyncio.wait(self.tasks, timeout=self.settings.controller.timeout_s)
+            self.controller.close()
+            self.events.close()
+            self.sub.close()
+            self.journal.close()
+            log.info("tipd stopped", counters=dict(self.counters))
+        return 0
+
+    def _request_reload(self) -> None:
+        self.reload_requested = True
+
+    def _reload(self) -> None:
+        self.reload_requested = False
+        try:
+            settings = load(self.config_path)
+            self.load_models(settings)
+        except (ModelError, ValueError, OSError) as exc:
+            self.counters["reload_failed"] += 1
+            log.error("reload failed; keeping the old settings and models", error=str(exc))
+            return
+        self.settings = settings
+        self.counters["reloads"] += 1
+        log.info("reloaded")
+
+    async def _health(self) -> None:
+        watchdog = os.environ.get("WATCHDOG_USEC")
+        while True:
+            provider = self.models["*"].provider
+            await self.events.publish(
+                HealthEvent(
+                    microscope="*",
+                    uptime_s=time.monotonic() - self.started,
+                    provider=provider,
+                    queue_depth=0,
+                    counters=dict(self.counters),
+                )
+            )
+            sd_notify(f"STATUS=frames {self.counters['frames']}, errors {self.counters['errors']}")
+            if watchdog:
+                sd_notify("WATCHDOG=1")
+            period = self.settings.health_s
+            if watchdog:
+                period = min(period, int(watchdog) / 2e6)
+            await asyncio.sleep(period)
+
+    # ---------------------------------------------------------------- frames
+
+    async def error(
+        self, microscope: str, what: str, detail: str, frame_id: str | None = None
+    ) -> None:
+        self.counters["errors"] += 1
+        self.counters[f"error_{what}"] += 1
+        log.warning("rejected", microscope=microscope, what=what, detail=detail, frame_id=frame_id)
+        self.journal.frame(
+            microscope, frame_id, None, "error", None, "rejected", detail=f"{what}: {detail}"
+        )
+        mic = microscope if microscope != "?" else "*"
+        await self.events.publish(
+            ErrorEvent(microscope=mic, what=what, detail=detail[:4000], frame_id=frame_id)
+        )
+
+    async def handle(self, parts: list[bytes], t0: float) -> None:
+        """One message from the frame socket."""
+        self.counters["messages"] += 1
+        try:
+            kind, header, data = decode_frame(parts)
+            check_finite_array(data)
+        except ProtocolError as exc:
+            microscope = "?"
+            if parts and isinstance(parts[0], bytes) and b"." in parts[0]:
+                candidate = parts[0].split(b".", 1)[1].decode("ascii", "replace")
+                if candidate.replace("-", "").replace("_", "").isalnum() and len(candidate) <= 64:
+                    microscope = candidate
+            await self.error(microscope, "protocol", str(exc))
+            return
+        allowed = self.settings.microscopes
+        if allowed and header.microscope not in allowed:
+            await self.error(
+                header.microscope,
+                "microscope",
+                f"unknown microscope {header.microscope!r}; configured: {allowed}",
+                header.frame_id,
+            )
+            return
+        mic = self.microscope(header.microscope)
+        mic.position_nm = (float(header.position_nm[0]), float(header.position_nm[1]))
+        if header.surface is not None and header.surface not in self.models:
+            key = f"{header.microscope}:{header.surface}"
+            if key not in self.unknown_surfaces:
+                self.unknown_surfaces.add(key)
+                default = self.models["*"].manifest.name
+                await self.error(
+                    header.microscope,
+                    "surface",
+                    f"no model for surface {header.surface!r}; classified with the "
+                    f"default model {default!r}",
+                    header.frame_id,
+                )
+        if kind == "frame":
+            self.counters["frames"] += 1
+            frame = Frame.from_header(header, data)
+            await self.decide(mic, frame, header, header.shape[0], "frame", t0)
+            return
+        self.counters["chunks"] += 1
+        try:
+            partial = mic.assembler.add(header, data)
+        except ProtocolError as exc:
+            await self.error(header.microscope, "protocol", str(exc), header.frame_id)
+            return
+        seen = partial.rows_seen
+        last = mic.classified_rows.get(header.frame_id, 0)
+        s = self.settings
+        if seen >= min(s.window_lines, header.shape[0]) and seen - last >= s.window_every:
+            mic.classified_rows[header.frame_id] = seen
+            if len(mic.classified_rows) > 8:
+                mic.classified_rows.pop(next(iter(mic.classified_rows)))
+            stop = partial.last_row + 1
+            window = partial.frame.data[max(0, stop - s.window_lines) : stop]
+            if np.isfinite(window).any():
+                await self.decide(
+                    mic, partial.frame.replace(data=window), header, seen, "window", t0
+                )
+
+    async def decide(
+        self,
+        mic: Microscope,
+        frame: Frame,
+        header: FrameHeader,
+        rows_seen: int,
+        kind: str,
+        t0: float,
+    ) -> None:
+        ens = self.model_for(header.surface)
+        decision: Decision = ens.classify([frame])[0]
+        latency = (time.perf_counter() - t0) * 1e3
+        self.counters["decisions"] += 1
+        self.journal.frame(
+            mic.name,
+            header.frame_id,
+            header.seq,
+            kind,
+            rows_seen,
+            "classified",
+            decision.state,
+            decision.classes,
+            latency,
+        )
+        await self.events.publish(
+            StateEvent(
+                microscope=mic.name,
+                frame_id=header.frame_id,
+                seq=header.seq,
+                rows_seen=rows_seen,
+                members=decision.members,
+                voted=decision.classes,
+                state=decision.state,
+                desirable=decision.desirable,
+                latency_ms=latency,
+            )
+        )
+        if decision.desirable:
+            mic.gate.good_frame()
+        confidence = decision.classes.get(decision.state, 0.0)
+        proposal = mic.policy.observe(decision.state, confidence, header.frame_id)
+        if proposal is not None:
+            command = Command(
+                microscope=mic.name,
+                action=proposal.action,  # type: ignore[arg-type]
+                params=proposal.params,  # type: ignore[arg-type]
+                reason=Reason(
+                    state=proposal.state, confidence=min(1.0, confidence), frame_id=header.frame_id
+                ),
+            )
+            await self.act(mic, command)
+
+    # ---------------------------------------------------------------- actions
+
+    async def act(self, mic: Microscope, command: Command) -> None:
+        """Pass ``command`` through the gate, then send it (in the background) or record why not."""
+        frame_id = command.reason.frame_id if command.reason else ""
+        params = command.params.model_dump()
+        reason = command.reason.model_dump() if command.reason else None
+        verdict = mic.gate.check(command, mic.position_nm)
+        refusal = None
+        if not verdict.allowed:
+            refusal, status = f"refused by the safety gate: {verdict.reason}", "refused"
+            self.counters["refused"] += 1
+        elif self.settings.advisory:
+            refusal, status = "advisory mode: decided, not sent", "advisory"
+            self.counters["advisory"] += 1
+        if refusal is not None:
+            log.info("action not sent", microscope=mic.name, action=command.action, why=refusal)
+            self.journal.command(
+                command.id, mic.name, frame_id, command.action, params, reason, status, refusal
+            )
+            await self.events.publish(
+                ActionEvent(
+                    microscope=mic.name,
+                    command=command,
+                    reply=Reply(
+                        id=command.id, status="rejected", detail=refusal, t_done=time.time()
+                    ),
+                )
+            )
+            return
+        mic.gate.commit(command, mic.position_nm)
+        self.counters["commands"] += 1
+        self.journal.command(command.id, mic.name, frame_id, command.action, params, reason, "sent")
+        await self.events.publish(ActionEvent(microscope=mic.name, command=command))
+        log.info(
+            "command sent",
+            microscope=mic.name,
+            action=command.action,
+            params=params,
+            state=reason["state"] if reason else None,
+        )
+        task = asyncio.get_running_loop().create_task(self._await_reply(mic, command))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _await_reply(self, mic: Microscope, command: Command) -> None:
+        reply, tries = await self.controller.execute(command)
+        self.counters[f"reply_{reply.status}"] += 1
+        self.journal.reply(command.id, reply.status, reply.detail)
+        await self.events.publish(ActionEvent(microscope=mic.name, command=command, reply=reply))
+        log.info(
+            "reply",
+            microscope=mic.name,
+            id=command.id,
+            status=reply.status,
+            detail=reply.detail,
+            tries=tries,
+        )
+
+
+def run(settings: Settings, config_path: Path | None = None) -> int:
+    """Build the daemon and serve until SIGTERM; model problems at start are fatal (exit 2)."""
+    try:
+        daemon = Daemon(settings, config_path)
+    except ModelError as exc:
+        log.error("cannot start: model check failed", error=str(exc))
+        return 2
+    return asyncio.run(daemon.run())
