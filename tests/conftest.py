@@ -35,3 +35,30 @@ def tipd_exe() -> list[str]:
         return [str(exe)]
     found = shutil.which("tipd")
     return [found] if found else [sys.executable, "-m", "tipd.cli"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An H:Si ensemble (with the separate tip-change net) trained for a few steps: the whole
+    training path, fast enough for the suite."""
+    pytest.importorskip("torch")
+    from dataclasses import replace
+
+    from tipd.train.pipeline import HSI_CANDIDATES, TrainConfig, train_surface
+
+    root = tmp_path_factory.mktemp("models")
+    cfg = TrainConfig(
+        surface="hsi100",
+        out=root / "tiny",
+        reports=root / "reports",
+        n_train=128,
+        n_val=64,
+        n_test=64,
+        member_seconds=4,
+        epochs=1,
+        trees=20,
+        workers=1,
+        candidates=[(n, replace(r, width=0.0625, batch=32)) for n, r in HSI_CANDIDATES[:3]],
+    )
+    train_surface(cfg, log=lambda _: None)
+    return root / "tiny"

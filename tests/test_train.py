@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,28 +15,6 @@ from tipd.ensemble import Ensemble, decide  # noqa: E402
 from tipd.models import ModelError, load_manifest  # noqa: E402
 from tipd.train.metrics import auroc, balanced_accuracy, choose_thresholds  # noqa: E402
 from tipd.train.nets import build, macs  # noqa: E402
-from tipd.train.pipeline import CANDIDATES, TrainConfig, train_surface  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An H:Si ensemble (with the separate tip-change net) trained for a few steps."""
-    root = tmp_path_factory.mktemp("models")
-    cfg = TrainConfig(
-        surface="hsi100",
-        out=root / "tiny",
-        reports=root / "reports",
-        n_train=128,
-        n_val=64,
-        n_test=64,
-        member_seconds=4,
-        epochs=1,
-        trees=20,
-        workers=1,
-        candidates=[(n, replace(r, width=0.0625, batch=32)) for n, r in CANDIDATES[:3]],
-    )
-    train_surface(cfg, log=lambda _: None)
-    return root / "tiny"
 
 
 def test_manifest_lists_verified_files_and_the_onnx_check(tiny_model: Path) -> None:

@@ -1,0 +1,357 @@
+"""``tipd run`` as a subprocess over real sockets: bad input, model checks, reload, actions."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from tests.conftest import free_port
+from tipd.frames import Frame
+from tipd.journal import query
+from tipd.protocol import decode_event, encode_frame
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[str]
+    frames: str
+    control: str
+    events: str
+    journal: Path
+    pub: zmq.Socket[bytes]
+    sub: zmq.Socket[bytes]
+
+    def send(self, parts: list[bytes]) -> None:
+        self.pub.send_multipart(parts)
+
+    def events_until(self, want: str, seconds: float = 15.0) -> list[tuple[str, dict[str, object]]]:
+        """Collect events until one whose topic starts with ``want`` arrives."""
+        got: list[tuple[str, dict[str, object]]] = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.sub.poll(100):
+                parts = self.sub.recv_multipart()
+                topic = parts[0].decode()
+                got.append((topic, decode_event(parts).model_dump()))
+                if topic.startswith(want):
+                    return got
+        raise AssertionError(f"no {want!r} event in {seconds} s; got {[t for t, _ in got]}")
+
+
+def frame(
+    microscope: str = "stm1",
+    frame_id: str = "f1",
+    rows: int = 32,
+    surface: str | None = None,
+    data: np.ndarray | None = None,
+) -> Frame:
+    z = np.random.default_rng(0).normal(0, 1e-10, (rows, rows)) if data is None else data
+    return Frame(
+        data=z, scan_size_nm=(10.0, 10.0), microscope=microscope, frame_id=frame_id, surface=surface
+    )
+
+
+def model_dir(tiny_model: Path, root: Path, thresholds: float | None = None) -> Path:
+    """A models folder whose default ``generic`` is the tiny model (thresholds optionally
+    lowered so that every decision names a class)."""
+    target = root / "generic"
+    shutil.copytree(tiny_model, target)
+    if thresholds is not None:
+        manifest = json.loads((target / "manifest.json").read_text())
+        manifest["thresholds"] = {k: thresholds for k in manifest["thresholds"]}
+        (target / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def start(
+    tmp_path: Path, models: Path, tipd_exe: list[str], extra: str = "", control: str | None = None
+) -> Daemon:
+    ports = [free_port() for _ in range(3)]
+    frames, control_ep, events = (f"tcp://127.0.0.1:{p}" for p in ports)
+    control_ep = control or control_ep
+    journal = tmp_path / "journal.sqlite"
+    config = tmp_path / "tipd.toml"
+    config.write_text(f"""
+journal = "{journal}"
+microscopes = ["stm1", "stm2"]
+window_lines = 16
+window_every = 8
+health_s = 0.2
+{extra}
+[endpoints]
+frames = "{frames}"
+control = "{control_ep}"
+events = "{events}"
+""")
+    env = {**os.environ, "TIPD_MODELS_DIR": str(models)}
+    proc = subprocess.Popen(
+        [*tipd_exe, "run", "--config", str(config)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(events)
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.connect(frames)
+    d = Daemon(proc, frames, control_ep, events, journal, pub, sub)
+    d.events_until("health", 60.0)  # up and serving
+    time.sleep(0.3)  # let the frame subscription reach our publisher
+    return d
+
+
+def stop(d: Daemon) -> str:
+    d.proc.send_signal(signal.SIGTERM)
+    out, _ = d.proc.communicate(timeout=30)
+    d.pub.close()
+    d.sub.close()
+    assert d.proc.returncode == 0, out
+    return out
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, tiny_model: Path, tipd_exe: list[str]) -> Iterator[Daemon]:
+    d = start(tmp_path, model_dir(tiny_model, tmp_path / "models"), tipd_exe)
+    yield d
+    stop(d)
+
+
+GOOD = frame()
+
+
+def _header(**changes: object) -> bytes:
+    h = json.loads(encode_frame(GOOD.header(), GOOD.data.astype(np.float32))[1])
+    h.update(changes)
+    return json.dumps(h).encode()
+
+
+BAD = [
+    # (messages whose topic is not frame.* or lines.* never arrive: the SUB filter drops them)
+    ("garbage bytes", [b"frame.\x00\xff garbage"], "expected 3 parts"),
+    ("garbage parts", [b"frame.stm1", b"\xff\xfe{", b"\x01"], "expected UTF-8 JSON"),
+    ("wrong part count", [b"frame.stm1", _header()], "expected 3 parts"),
+    ("payload length", [b"frame.stm1", _header(), b"\0" * 100], "payload: expected 4096 bytes"),
+    ("NaN data", encode_frame(GOOD.header(), np.full((32, 32), np.nan)), "at least one finite"),
+    ("infinite data", encode_frame(GOOD.header(), np.full((32, 32), np.inf)), "infinity"),
+    (
+        "zero size",
+        [b"frame.stm1", _header(shape=[0, 32], n_rows=0, pixel_count=[32, 0]), b""],
+        "header.shape.0",
+    ),
+    (
+        "100k x 100k",
+        [
+            b"frame.stm1",
+            _header(shape=[100000, 100000], n_rows=100000, pixel_count=[100000, 100000]),
+            b"",
+        ],
+        "header.shape.0",
+    ),
+    (
+        "NaN metadata",
+        [b"frame.stm1", _header(bias_V=float("nan")), GOOD.data.astype("<f4").tobytes()],
+        "non-finite",
+    ),
+]
+
+
+def test_bad_input_gets_an_error_event_and_the_daemon_keeps_serving(daemon: Daemon) -> None:
+    for name, parts, needle in BAD:
+        daemon.send(parts)
+        events = daemon.events_until("error", 10.0)
+        assert [t for t, _ in events if t.startswith("state")] == [], name
+        detail = str(events[-1][1]["detail"])
+        assert needle in detail, (name, detail)
+    daemon.send(encode_frame(frame(microscope="stm9").header(), GOOD.data))
+    err = daemon.events_until("error.stm9", 10.0)[-1][1]
+    assert err["what"] == "microscope" and "unknown microscope 'stm9'" in str(err["detail"])
+    daemon.send(encode_frame(frame(surface="graphene").header(), GOOD.data))
+    err = daemon.events_until("error.stm1", 10.0)[-1][1]
+    assert err["what"] == "surface" and "graphene" in str(err["detail"])
+    # ... and still classified with the default model, like every good frame after the garbage
+    state = daemon.events_until("state.stm1", 10.0)[-1][1]
+    assert state["frame_id"] == "f1" and state["rows_seen"] == 32
+    daemon.send(encode_frame(frame(frame_id="f2").header(), GOOD.data))
+    assert daemon.events_until("state.stm1", 10.0)[-1][1]["frame_id"] == "f2"
+    health = daemon.events_until("health", 5.0)[-1][1]
+    counters = health["counters"]
+    assert isinstance(counters, dict) and counters["errors"] >= len(BAD) + 2
+    rows = query(daemon.journal, "frames", last=100)
+    assert sum(r["status"] == "rejected" for r in rows) >= len(BAD) + 1
+    assert any(r["status"] == "classified" and r["frame_id"] == "f2" for r in rows)
+
+
+def test_line_chunks_are_classified_mid_frame(daemon: Daemon) -> None:
+    f = frame(rows=64, frame_id="streamed")
+    for first in range(0, 64, 8):
+        daemon.send(encode_frame(f.header(first, 8), f.data[first : first + 8]))
+    seen = []
+    end = time.monotonic() + 10
+    while len(seen) < 6 and time.monotonic() < end:
+        topic, body = daemon.events_until("state.stm1", 10.0)[-1]
+        seen.append(body["rows_seen"])
+    assert seen[0] == 16 and seen == sorted(seen) and max(seen) <= 64  # windows as lines arrive
+
+
+def test_a_tampered_model_stops_the_start(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    models = model_dir(tiny_model, tmp_path / "models")
+    graph = models / "generic" / "ensemble.onnx"
+    graph.write_bytes(graph.read_bytes()[:-1])
+    config = tmp_path / "t.toml"
+    config.write_text(f'journal = "{tmp_path / "j.sqlite"}"\n')
+    run = subprocess.run(
+        [*tipd_exe, "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TIPD_MODELS_DIR": str(models)},
+    )
+    assert run.returncode == 2
+    assert "sha256" in run.stdout + run.stderr and "does not match" in run.stdout + run.stderr
+
+
+def test_sighup_with_a_broken_model_keeps_the_old_one(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    models = model_dir(tiny_model, tmp_path / "models")
+    d = start(tmp_path, models, tipd_exe)
+    try:
+        graph = models / "generic" / "ensemble.onnx"
+        graph.write_bytes(b"not onnx")
+        d.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        d.send(encode_frame(GOOD.header(), GOOD.data))
+        assert d.events_until("state.stm1", 10.0)[-1][1]["frame_id"] == "f1"
+        health = d.events_until("health", 5.0)[-1][1]
+        assert health["counters"]["reload_failed"] == 1  # type: ignore[index]
+    finally:
+        out = stop(d)
+    assert "reload failed; keeping the old settings and models" in out
+
+
+ACTIVE = """
+[policy]
+confidence = 0.0
+consecutive = 1
+[safety]
+cooldown_s = 0.0
+forbidden_radius_nm = 0.0
+max_fruitless = 100
+max_actions_per_hour = 1000
+[controller]
+timeout_s = 0.3
+retries = 1
+"""
+
+
+def test_controller_down_does_not_stall_frames(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
+    d = start(
+        tmp_path, models, tipd_exe, extra=ACTIVE, control=f"tcp://127.0.0.1:{free_port()}"
+    )  # nobody listens there
+    try:
+        t0 = time.monotonic()
+        for k in range(6):
+            d.send(encode_frame(frame(frame_id=f"g{k}").header(), GOOD.data))
+            d.events_until("state.stm1", 10.0)
+        assert time.monotonic() - t0 < 6 * 0.3 * 2  # no frame waited for the controller
+        failed = None
+        end = time.monotonic() + 15
+        while failed is None and time.monotonic() < end:
+            topic, body = d.events_until("action.stm1", 15.0)[-1]
+            reply = body.get("reply")
+            if isinstance(reply, dict) and reply["status"] == "failed":
+                failed = reply
+        assert failed is not None and "no reply" in str(failed["detail"])
+    finally:
+        stop(d)
+    commands = query(d.journal, "commands", last=50)
+    assert commands and all(c["status"] in ("sent", "failed") for c in commands)
+    assert any(c["status"] == "failed" for c in commands)
+
+
+@pytest.mark.parametrize("advisory", [False, True])
+def test_decisions_command_the_virtual_microscope(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str], advisory: bool
+) -> None:
+    models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
+    control = f"tcp://127.0.0.1:{free_port()}"
+    d = start(
+        tmp_path,
+        models,
+        tipd_exe,
+        extra=f"advisory = {str(advisory).lower()}\n" + ACTIVE,
+        control=control,
+    )
+    truth = tmp_path / "truth.jsonl"
+    sim = subprocess.Popen(
+        [
+            *tipd_exe,
+            "sim",
+            "--pixels",
+            "32",
+            "--line-time",
+            "0.002",
+            "--chunk-lines",
+            "8",
+            "--frames",
+            d.frames,
+            "--control",
+            control,
+            "--truth",
+            str(truth),
+            "--action-time-scale",
+            "0",
+            "--start-tip",
+            "double",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        replies = []
+        end = time.monotonic() + 30
+        while len(replies) < 2 and time.monotonic() < end:
+            topic, body = d.events_until("action.stm1", 30.0)[-1]
+            if body.get("reply"):
+                replies.append(body["reply"])
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.wait(10)
+        stop(d)
+    commands = query(d.journal, "commands", last=100)
+    executed = [
+        json.loads(line)
+        for line in truth.read_text().splitlines()
+        if json.loads(line)["record"] == "command"
+    ]
+    if advisory:
+        assert all(c["status"] == "advisory" for c in commands) and commands
+        assert executed == []  # nothing reached the microscope
+        assert all(r["status"] == "rejected" and "advisory" in r["detail"] for r in replies)
+    else:
+        done = [c for c in commands if c["status"] == "done"]
+        assert done, commands
+        assert {c["id"] for c in done} <= {e["id"] for e in executed}
+        assert all(math.isfinite(e["t"]) for e in executed)
