@@ -205,7 +205,7 @@ def test_line_chunks_are_classified_mid_frame(daemon: Daemon) -> None:
     seen = []
     end = time.monotonic() + 10
     while len(seen) < 6 and time.monotonic() < end:
-        topic, body = daemon.events_until("state.stm1", 10.0)[-1]
+        _, body = daemon.events_until("state.stm1", 10.0)[-1]
         seen.append(body["rows_seen"])
     assert seen[0] == 16 and seen == sorted(seen) and max(seen) <= 64  # windows as lines arrive
 
@@ -279,7 +279,7 @@ def test_controller_down_does_not_stall_frames(
         failed = None
         end = time.monotonic() + 15
         while failed is None and time.monotonic() < end:
-            topic, body = d.events_until("action.stm1", 15.0)[-1]
+            _, body = d.events_until("action.stm1", 15.0)[-1]
             reply = body.get("reply")
             if isinstance(reply, dict) and reply["status"] == "failed":
                 failed = reply
@@ -333,7 +333,7 @@ def test_decisions_command_the_virtual_microscope(
         replies = []
         end = time.monotonic() + 30
         while len(replies) < 2 and time.monotonic() < end:
-            topic, body = d.events_until("action.stm1", 30.0)[-1]
+            _, body = d.events_until("action.stm1", 30.0)[-1]
             if body.get("reply"):
                 replies.append(body["reply"])
     finally:
