@@ -130,7 +130,8 @@ def query(
         raise FileNotFoundError(f"no journal at {path}")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     if state is not None and table == "frames":
         where.append("state = ?")
         args.append(state)

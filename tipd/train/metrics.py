@@ -46,7 +46,8 @@ def mean_auroc(truth: np.ndarray, probs: np.ndarray) -> float:
 def _single(ds: Dataset) -> np.ndarray:
     """Frames with exactly one of the multiclass columns true (the paper's multiclass set)."""
     k = ds.y.shape[1]
-    return (ds.primary >= 0) & (ds.primary < k) & (ds.y.sum(axis=1) == 1)
+    out: np.ndarray = (ds.primary >= 0) & (ds.primary < k) & (ds.y.sum(axis=1) == 1)
+    return out
 
 
 def balanced_accuracy(ds: Dataset, probs: np.ndarray) -> float:
