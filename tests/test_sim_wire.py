@@ -217,3 +217,58 @@ def test_commands_from_two_clients_get_their_own_replies(sim: Sim) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_replay_publishes_real_scans_whole_and_line_by_line(
+    fixtures_dir: Path, tmp_path: Path, tipd_exe: list[str]
+) -> None:
+    import shutil
+
+    from tipd.readers import read_any
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for name in ("FeSe_topography.sxm", "test_single_image.gwy"):
+        shutil.copy(fixtures_dir / name, folder / name)
+    (folder / "broken.sxm").write_bytes(b"junk")
+    port = free_port()
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.bind(f"tcp://127.0.0.1:{port}")
+    whole = {}
+    chunks = 0
+    try:
+        # poll while replay runs: libzmq attaches a new peer only when the socket is used
+        proc = subprocess.Popen(
+            [
+                *tipd_exe,
+                "replay",
+                str(folder),
+                "--frames",
+                f"tcp://127.0.0.1:{port}",
+                "--line-time",
+                "0.0001",
+                "--chunk-lines",
+                "64",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        end = time.monotonic() + 60
+        while time.monotonic() < end and (proc.poll() is None or sub.poll(0)):
+            if sub.poll(100):
+                kind, header, data = decode_frame(sub.recv_multipart())
+                if kind == "frame":
+                    whole[header.frame_id.rsplit("-", 1)[0]] = data
+                else:
+                    chunks += 1
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and "broken.sxm" in err
+    finally:
+        sub.close()
+    assert set(whole) == {"FeSe_topography", "test_single_image"}
+    assert chunks == 224 // 64 + 1 + 512 // 64
+    expected = read_any(folder / "FeSe_topography.sxm").data.astype(np.float32)
+    np.testing.assert_array_equal(whole["FeSe_topography"], expected)

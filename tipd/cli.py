@@ -198,6 +198,22 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from tipd.replay import replay
+
+    n = replay(
+        args.folder,
+        args.frames,
+        args.microscope,
+        args.surface,
+        args.rate,
+        args.line_time,
+        args.chunk_lines,
+        args.loop,
+    )
+    return 0 if n else 1
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     from tipd.classify import classify_files
 
@@ -351,6 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--commands", action="store_true", help="commands instead of frames")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_journal)
+
+    p = sub.add_parser("replay", help="publish a folder of real scans as frames")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--frames", default="tcp://127.0.0.1:5550", help="endpoint to connect to")
+    p.add_argument("--microscope", default="replay")
+    p.add_argument("--surface", help="surface the frames name (default: none, generic model)")
+    p.add_argument("--rate", type=float, default=1.0, help="whole frames per second")
+    p.add_argument("--line-time", type=float, help="publish line by line, seconds per line")
+    p.add_argument("--chunk-lines", type=int, default=16)
+    p.add_argument("--loop", action="store_true", help="start again at the end")
+    p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("watch", help="bind the frame endpoint and show what arrives")
     p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="endpoint to bind")
