@@ -355,3 +355,39 @@ def test_decisions_command_the_virtual_microscope(
         assert done, commands
         assert {c["id"] for c in done} <= {e["id"] for e in executed}
         assert all(math.isfinite(e["t"]) for e in executed)
+
+
+def test_systemd_ready_and_sigkill_leaves_a_whole_journal(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    import socket
+    import sqlite3
+
+    notify = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify))
+    listener.settimeout(30)
+    os.environ["NOTIFY_SOCKET"] = str(notify)
+    try:
+        d = start(tmp_path, model_dir(tiny_model, tmp_path / "models"), tipd_exe)
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    messages = [listener.recv(256).decode()]
+    assert "READY=1" in messages[0]
+    for k in range(20):  # frames in flight when the daemon dies
+        d.send(
+            encode_frame(frame(frame_id=f"k{k}", rows=64).header(), np.zeros((64, 64)) + k * 1e-10)
+        )
+    d.events_until("state.stm1", 10.0)
+    d.proc.kill()
+    d.proc.wait(10)
+    db = sqlite3.connect(str(d.journal))
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT COUNT(*) FROM frames WHERE frame_id LIKE 'k%'").fetchone()[0] >= 1
+    db.close()
+    again = start(tmp_path, tmp_path / "models", tipd_exe)  # same journal, same config
+    again.send(encode_frame(frame(frame_id="after").header(), GOOD.data))
+    assert again.events_until("state.stm1", 10.0)[-1][1]["frame_id"] == "after"
+    stop(again)
+    listener.close()
+    assert query(again.journal, "frames", last=1)[-1]["frame_id"] == "after"
