@@ -272,3 +272,46 @@ def test_replay_publishes_real_scans_whole_and_line_by_line(
     assert chunks == 224 // 64 + 1 + 512 // 64
     expected = read_any(folder / "FeSe_topography.sxm").data.astype(np.float32)
     np.testing.assert_array_equal(whole["FeSe_topography"], expected)
+
+
+def test_a_restarted_controller_does_not_execute_a_resent_command(
+    tmp_path: Path, tipd_exe: list[str]
+) -> None:
+    control = f"tcp://127.0.0.1:{free_port()}"
+    truth = tmp_path / "truth.jsonl"
+    argv = [
+        *tipd_exe,
+        "sim",
+        "--pixels",
+        "32",
+        "--line-time",
+        "0.001",
+        "--frames",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--control",
+        control,
+        "--truth",
+        str(truth),
+        "--action-time-scale",
+        "0",
+    ]
+    move = Command(microscope="stm1", action="move", params={"dx_nm": 50.0, "dy_nm": 0.0})
+    replies = []
+    for _ in range(2):  # the same command id to the first and to the restarted controller
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        dealer = zmq.Context.instance().socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(control)
+        try:
+            replies.append(send(dealer, move))
+        finally:
+            dealer.close()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+    assert replies[0] == replies[1] and replies[0].status == "done"
+    executed = [
+        json.loads(x)
+        for x in truth.read_text().splitlines()
+        if json.loads(x)["record"] == "command"
+    ]
+    assert [e["id"] for e in executed] == [move.id]

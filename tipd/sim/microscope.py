@@ -311,6 +311,14 @@ class VirtualMicroscope:
 
     # ----------------------------------------------------------------- commands
 
+    def remember(self, record: dict[str, Any]) -> None:
+        """Take back an executed command from a truth record (after a restart), so that a
+        resent id is answered from memory and not executed again."""
+        reply = Reply(
+            id=record["id"], status=record["status"], detail=record["detail"], t_done=record["t"]
+        )
+        self._executed[reply.id] = reply
+
     def execute(self, command: Command) -> Execution:
         """Execute ``command`` once.
 

@@ -88,6 +88,11 @@ class SimServer:
             signal.signal(sig, self._on_signal)
         if self.truth_path is not None:
             self.truth_path.parent.mkdir(parents=True, exist_ok=True)
+            if self.truth_path.exists():  # a restart: remember what was already executed
+                for line in self.truth_path.read_text().splitlines():
+                    record = json.loads(line)
+                    if record.get("record") == "command":
+                        self.mic.remember(record)
             self._truth = self.truth_path.open("a")
         s = self.mic.settings
         log.info(
