@@ -291,19 +291,18 @@ def test_controller_down_does_not_stall_frames(
     assert any(c["status"] == "failed" for c in commands)
 
 
-@pytest.mark.parametrize("advisory", [False, True])
+@pytest.mark.parametrize("mode", ["send", "advisory", "limited"])
 def test_decisions_command_the_virtual_microscope(
-    tmp_path: Path, tiny_model: Path, tipd_exe: list[str], advisory: bool
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str], mode: str
 ) -> None:
     models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
     control = f"tcp://127.0.0.1:{free_port()}"
-    d = start(
-        tmp_path,
-        models,
-        tipd_exe,
-        extra=f"advisory = {str(advisory).lower()}\n" + ACTIVE,
-        control=control,
-    )
+    extra = f"advisory = {str(mode == 'advisory').lower()}\n" + ACTIVE
+    if mode == "limited":  # every rung of every ladder asks for more than these limits
+        extra = extra.replace(
+            "[safety]", "[safety]\nmax_bias_V = 1.0\nmax_move_nm = 10.0\nmax_crash_nm = 0.5"
+        )
+    d = start(tmp_path, models, tipd_exe, extra=extra, control=control)
     truth = tmp_path / "truth.jsonl"
     sim = subprocess.Popen(
         [
@@ -346,7 +345,11 @@ def test_decisions_command_the_virtual_microscope(
         for line in truth.read_text().splitlines()
         if json.loads(line)["record"] == "command"
     ]
-    if advisory:
+    if mode == "limited":
+        assert commands and all(c["status"] == "refused" for c in commands)
+        assert all("limit:" in c["detail"] for c in commands)
+        assert executed == []  # refused at the gate, never sent
+    elif mode == "advisory":
         assert all(c["status"] == "advisory" for c in commands) and commands
         assert executed == []  # nothing reached the microscope
         assert all(r["status"] == "rejected" and "advisory" in r["detail"] for r in replies)
