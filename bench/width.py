@@ -12,10 +12,10 @@ import argparse
 
 import torch
 
+from tipd.taxonomy import taxonomy
 from tipd.train.data import synthetic
 from tipd.train.fit import Recipe, fit, predict
 from tipd.train.metrics import balanced_accuracy, mean_auroc
-from tipd.taxonomy import taxonomy
 
 
 def main() -> None:
