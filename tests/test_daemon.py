@@ -394,3 +394,25 @@ def test_systemd_ready_and_sigkill_leaves_a_whole_journal(
     stop(again)
     listener.close()
     assert query(again.journal, "frames", last=1)[-1]["frame_id"] == "after"
+
+
+def test_under_overload_the_newest_frame_wins_and_nothing_is_lost(daemon: Daemon) -> None:
+    z = np.random.default_rng(1).normal(0, 1e-10, (256, 256))
+    for k in range(200):
+        daemon.send(encode_frame(frame(frame_id=f"burst{k}", rows=256, data=z).header(), z))
+    end = time.monotonic() + 30
+    rows: list[dict[str, object]] = []
+    while time.monotonic() < end:
+        rows = [
+            r
+            for r in query(daemon.journal, "frames", last=1000)
+            if str(r["frame_id"]).startswith("burst")
+        ]
+        if len(rows) == 200:
+            break
+        time.sleep(0.2)
+    assert len(rows) == 200  # every frame received is journaled, classified or skipped
+    status = {str(r["frame_id"]): r["status"] for r in rows}
+    assert status["burst199"] == "classified"
+    assert "skipped" in status.values()
+    assert set(status.values()) <= {"classified", "skipped"}

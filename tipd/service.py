@@ -189,7 +189,13 @@ class Daemon:
                 if not await self.sub.poll(200):
                     continue
                 t0 = time.perf_counter()
-                await self.handle(await self.sub.recv_multipart(), t0)
+                batch = [await self.sub.recv_multipart()]
+                while len(batch) < 256 and await self.sub.poll(0):  # whatever else is waiting
+                    batch.append(await self.sub.recv_multipart())
+                # under load only the newest message of each microscope is classified
+                newest = {_topic_microscope(parts): k for k, parts in enumerate(batch)}
+                for k, parts in enumerate(batch):
+                    await self.handle(parts, t0, newest[_topic_microscope(parts)] == k)
         finally:
             sd_notify("STOPPING=1")
             health.cancel()
@@ -255,8 +261,10 @@ class Daemon:
             ErrorEvent(microscope=mic, what=what, detail=detail[:4000], frame_id=frame_id)
         )
 
-    async def handle(self, parts: list[bytes], t0: float) -> None:
-        """One message from the frame socket."""
+    async def handle(self, parts: list[bytes], t0: float, newest: bool = True) -> None:
+        """One message from the frame socket. Messages that are not the ``newest`` of their
+        microscope in a backlog are validated and assembled but not classified: whole frames
+        are journaled as skipped."""
         self.counters["messages"] += 1
         try:
             kind, header, data = decode_frame(parts)
@@ -294,6 +302,18 @@ class Daemon:
                 )
         if kind == "frame":
             self.counters["frames"] += 1
+            if not newest:
+                self.counters["skipped"] += 1
+                self.journal.frame(
+                    mic.name,
+                    header.frame_id,
+                    header.seq,
+                    "frame",
+                    header.shape[0],
+                    "skipped",
+                    detail="a newer frame was waiting",
+                )
+                return
             frame = Frame.from_header(header, data)
             await self.decide(mic, frame, header, header.shape[0], "frame", t0)
             return
@@ -302,6 +322,8 @@ class Daemon:
             partial = mic.assembler.add(header, data)
         except ProtocolError as exc:
             await self.error(header.microscope, "protocol", str(exc), header.frame_id)
+            return
+        if not newest:
             return
         seen = partial.rows_seen
         last = mic.classified_rows.get(header.frame_id, 0)
@@ -427,6 +449,12 @@ class Daemon:
             detail=reply.detail,
             tries=tries,
         )
+
+
+def _topic_microscope(parts: list[bytes]) -> bytes:
+    """The microscope part of a frame message's topic (garbage gets its own key)."""
+    topic = parts[0] if parts and isinstance(parts[0], bytes) else b""
+    return topic.split(b".", 1)[-1]
 
 
 def run(settings: Settings, config_path: Path | None = None) -> int:
