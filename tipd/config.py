@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tipd.safety import Limits
+
 
 class Endpoints(BaseModel):
     """ZeroMQ endpoints (DESIGN.md): tipd binds frames and events, connects to the controller."""
@@ -23,18 +25,18 @@ class Endpoints(BaseModel):
 
 
 class SafetyConfig(BaseModel):
-    """Hard limits and budgets (see :class:`tipd.safety.Limits`)."""
+    """Hard limits and budgets; defaults and meanings are :class:`tipd.safety.Limits`'."""
 
     model_config = ConfigDict(extra="forbid")
-    max_bias_V: float = Field(8.0, gt=0)
-    min_pulse_s: float = Field(0.010, gt=0)
-    max_pulse_s: float = Field(1.0, gt=0)
-    max_crash_nm: float = Field(3.0, gt=0)
-    max_move_nm: float = Field(1000.0, gt=0)
-    max_actions_per_hour: int = Field(20, ge=0)
-    max_fruitless: int = Field(6, ge=1)
-    forbidden_radius_nm: float = Field(20.0, ge=0)
-    cooldown_s: float = Field(5.0, ge=0)
+    max_bias_V: float = Field(Limits.max_bias_V, gt=0)
+    min_pulse_s: float = Field(Limits.min_pulse_s, gt=0)
+    max_pulse_s: float = Field(Limits.max_pulse_s, gt=0)
+    max_crash_nm: float = Field(Limits.max_crash_nm, gt=0)
+    max_move_nm: float = Field(Limits.max_move_nm, gt=0)
+    max_actions_per_hour: int = Field(Limits.max_actions_per_hour, ge=0)
+    max_fruitless: int = Field(Limits.max_fruitless, ge=1)
+    forbidden_radius_nm: float = Field(Limits.forbidden_radius_nm, ge=0)
+    cooldown_s: float = Field(Limits.cooldown_s, ge=0)
     stop_file: Path | None = None  #: while this file exists, no command is sent
 
 

@@ -90,6 +90,7 @@ class Manifest(BaseModel):
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

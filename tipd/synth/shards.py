@@ -12,7 +12,6 @@ Shards hold plain arrays only and are read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -25,19 +24,11 @@ from typing import Any
 import numpy as np
 
 from tipd import __version__
+from tipd.models import sha256_file
 from tipd.synth.generate import generate
 from tipd.taxonomy import taxonomy
 
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_shard(args: tuple[str, int, int, int, int, Path, int]) -> dict[str, Any]:
