@@ -32,12 +32,20 @@ def main() -> None:
     test = synthetic(args.surface, 2000, 3).columns(classes)
     print(f"{'width':>6} {'MMAC':>6} {'epochs':>6} {'frames/s':>9} {'AUROC':>6} {'bal.acc':>8}")
     for w in args.widths:
-        f = fit(f"w{w}", Recipe(family="vgg_bn", width=w, max_seconds=args.seconds, epochs=30),
-                train, val, log=lambda _: None)
+        f = fit(
+            f"w{w}",
+            Recipe(family="vgg_bn", width=w, max_seconds=args.seconds, epochs=30),
+            train,
+            val,
+            log=lambda _: None,
+        )
         p = predict(f.model, test.x)
         rate = f.epochs_run * len(train) / f.seconds
-        print(f"{w:>6} {f.macs / 1e6:>6.1f} {f.epochs_run:>6} {rate:>9.0f} "
-              f"{mean_auroc(test.y, p):>6.3f} {balanced_accuracy(test, p):>8.3f}", flush=True)
+        print(
+            f"{w:>6} {f.macs / 1e6:>6.1f} {f.epochs_run:>6} {rate:>9.0f} "
+            f"{mean_auroc(test.y, p):>6.3f} {balanced_accuracy(test, p):>8.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

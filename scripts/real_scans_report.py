@@ -1,6 +1,6 @@
 """The generic model on real scans from other labs (../shared/fixtures), surfaces it never saw.
 
-    .venv/bin/python scripts/real_scans_report.py [FIXTURES] > reports/generic-real-scans.md
+.venv/bin/python scripts/real_scans_report.py [FIXTURES] > reports/generic-real-scans.md
 """
 
 from __future__ import annotations
@@ -26,15 +26,21 @@ def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("../shared/fixtures")
     ens = Ensemble(find("generic"))
     print("# The generic model on real scans it never saw\n")
-    print(f"Model `generic` ({ens.provider}); files from `{folder}` (see its README). "
-          "'Expected' is what the README's description implies, where it implies one state.\n")
+    print(
+        f"Model `generic` ({ens.provider}); files from `{folder}` (see its README). "
+        "'Expected' is what the README's description implies, where it implies one state.\n"
+    )
     print("| file | what it shows | expected | state | top confidences | bad | tip change |")
     print("|---|---|---|---|---|---|---|")
     for name, (shows, expected) in SEEN.items():
         d = ens.classify([read_any(folder / name)])[0]
-        top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(d.classes.items(), key=lambda kv: -kv[1])[:3])
-        print(f"| {name[:28]} | {shows} | {expected} | {d.state} | {top} | {d.bad:.2f} | "
-              f"{d.tip_change:.2f} |")
+        top = ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(d.classes.items(), key=lambda kv: -kv[1])[:3]
+        )
+        print(
+            f"| {name[:28]} | {shows} | {expected} | {d.state} | {top} | {d.bad:.2f} | "
+            f"{d.tip_change:.2f} |"
+        )
 
 
 if __name__ == "__main__":
