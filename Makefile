@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check tipd tests bench
+	$(BIN)/ruff check tipd tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy tipd
