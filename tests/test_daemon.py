@@ -291,7 +291,7 @@ def test_controller_down_does_not_stall_frames(
     assert any(c["status"] == "failed" for c in commands)
 
 
-@pytest.mark.parametrize("mode", ["send", "advisory", "limited"])
+@pytest.mark.parametrize("mode", ["send", "advisory", "limited", "slow"])
 def test_decisions_command_the_virtual_microscope(
     tmp_path: Path, tiny_model: Path, tipd_exe: list[str], mode: str
 ) -> None:
@@ -302,6 +302,8 @@ def test_decisions_command_the_virtual_microscope(
         extra = extra.replace(
             "[safety]", "[safety]\nmax_bias_V = 1.0\nmax_move_nm = 10.0\nmax_crash_nm = 0.5"
         )
+    if mode == "slow":  # the controller takes 0.6 s per action; tipd resends after 0.2 s
+        extra = extra.replace("timeout_s = 0.3\nretries = 1", "timeout_s = 0.2\nretries = 5")
     d = start(tmp_path, models, tipd_exe, extra=extra, control=control)
     truth = tmp_path / "truth.jsonl"
     sim = subprocess.Popen(
@@ -321,7 +323,7 @@ def test_decisions_command_the_virtual_microscope(
             "--truth",
             str(truth),
             "--action-time-scale",
-            "0",
+            "3" if mode == "slow" else "0",
             "--start-tip",
             "double",
         ],
@@ -338,7 +340,7 @@ def test_decisions_command_the_virtual_microscope(
     finally:
         sim.send_signal(signal.SIGTERM)
         sim.wait(10)
-        stop(d)
+        log = stop(d)
     commands = query(d.journal, "commands", last=100)
     executed = [
         json.loads(line)
@@ -358,6 +360,13 @@ def test_decisions_command_the_virtual_microscope(
         assert done, commands
         assert {c["id"] for c in done} <= {e["id"] for e in executed}
         assert all(math.isfinite(e["t"]) for e in executed)
+        ids = [e["id"] for e in executed]
+        assert len(ids) == len(set(ids))  # resent after a timeout, executed once
+        if mode == "slow":
+            import re
+
+            tries = [int(t) for t in re.findall(r"tries=(\d+)", log)]
+            assert tries and max(tries) >= 2, log[-2000:]
 
 
 def test_systemd_ready_and_sigkill_leaves_a_whole_journal(
