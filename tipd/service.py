@@ -101,6 +101,7 @@ class Daemon:
         self.reload_requested = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self.unknown_surfaces: set[str] = set()
+        self.backlog = 0  #: messages that were waiting behind the last one received
 
     # ---------------------------------------------------------------- models
 
@@ -192,6 +193,7 @@ class Daemon:
                 batch = [await self.sub.recv_multipart()]
                 while len(batch) < 256 and await self.sub.poll(0):  # whatever else is waiting
                     batch.append(await self.sub.recv_multipart())
+                self.backlog = len(batch) - 1
                 # under load only the newest message of each microscope is classified
                 newest = {_topic_microscope(parts): k for k, parts in enumerate(batch)}
                 for k, parts in enumerate(batch):
@@ -233,7 +235,7 @@ class Daemon:
                     microscope="*",
                     uptime_s=time.monotonic() - self.started,
                     provider=provider,
-                    queue_depth=0,
+                    queue_depth=self.backlog,
                     counters=dict(self.counters),
                 )
             )
