@@ -7,8 +7,8 @@ from tipd.models import load_manifest, models_root
 PAPER = {"hsi100": (0.95, 0.78, 0.89), "au111": (0.98, 0.86, 0.95), "cu111": (0.94, 0.80, 0.75)}
 
 print(
-    "| model | classes | AUROC | bal. acc. | precision | good/bad AUROC | paper (AUROC / bal. acc. / "
-    "precision) | train time (2 cores) |"
+    "| model | classes | AUROC | bal. acc. | precision | good/bad AUROC "
+    "| paper (AUROC / bal. acc. / precision) | train time (2 cores) |"
 )
 print("|---|---|---|---|---|---|---|---|")
 for folder in sorted(p for p in models_root().iterdir() if (p / "manifest.json").is_file()):
