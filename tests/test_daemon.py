@@ -306,8 +306,8 @@ def test_decisions_command_the_virtual_microscope(
         extra = extra.replace(
             "[safety]", "[safety]\nmax_bias_V = 1.0\nmax_move_nm = 10.0\nmax_crash_nm = 0.5"
         )
-    if mode == "slow":  # the controller takes 0.6 s per action; tipd resends after 0.2 s
-        extra = extra.replace("timeout_s = 0.3\nretries = 1", "timeout_s = 0.2\nretries = 5")
+    if mode == "slow":  # actions take 0.6–1.5 s; tipd resends every 0.2 s, up to 20 times
+        extra = extra.replace("timeout_s = 0.3\nretries = 1", "timeout_s = 0.2\nretries = 20")
     d = start(tmp_path, models, tipd_exe, extra=extra, control=control)
     truth = tmp_path / "truth.jsonl"
     sim = subprocess.Popen(
