@@ -5,6 +5,8 @@ lines not (yet) scanned.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.ndimage import zoom
 
@@ -61,8 +63,14 @@ def resample(z: np.ndarray, size: int) -> np.ndarray:
         return z.astype(np.float64, copy=True)
     if rows % size == 0 and cols % size == 0:
         fr, fc = rows // size, cols // size
-        out: np.ndarray = z.reshape(size, fr, size, fc).mean(axis=(1, 3))
-        return out
+        blocks = z.reshape(size, fr, size, fc)
+        if np.isfinite(z).all():
+            out: np.ndarray = blocks.mean(axis=(1, 3))
+            return out
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
+            nan_out: np.ndarray = np.nanmean(blocks, axis=(1, 3))
+        return nan_out
     result: np.ndarray = zoom(
         z, (size / rows, size / cols), order=1, mode="nearest", grid_mode=True
     )
@@ -70,8 +78,17 @@ def resample(z: np.ndarray, size: int) -> np.ndarray:
 
 
 def to_model_input(z: np.ndarray, size: int = 128) -> np.ndarray:
-    """The whole chain: flatten lines, scale to [-1, 1], resample to ``(size, size)``, float32."""
-    return resample(scale_unit(flatten_lines(z)), size).astype(np.float32)
+    """The whole chain: resample to ``(size, size)``, flatten lines, scale to [-1, 1], float32.
+
+    Resampling comes first: a line's least-squares fit is linear in its data, so flattening
+    commutes with area-mean resampling, and the percentiles of the scaling are taken on the
+    image the model sees, as in training (frames rendered at the model size). It is also 16×
+    cheaper for a 512 × 512 frame.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if np.isinf(z).any():
+        z = np.where(np.isfinite(z), z, np.nan)
+    return scale_unit(flatten_lines(resample(z, size))).astype(np.float32)
 
 
 CHANNELS = ("height", "autocorrelation")

@@ -23,7 +23,7 @@ import numpy as np
 
 from tipd.synth.artefacts import CORRUPTIONS, apply_artefacts, corrupt, draw_artefacts
 from tipd.synth.geometry import ScanGrid
-from tipd.synth.imaging import change_visible, ghost_visible, image, image_with_change
+from tipd.synth.imaging import change_visible, ghost_visible, image_and_main, image_with_change
 from tipd.synth.surfaces import Sample, Steps, SurfaceParams, default_params
 from tipd.synth.tip import (
     HSI_MODES,
@@ -234,8 +234,10 @@ def _render(
         tip = draw_tip(attempt >= 3)
         params: dict[str, Any] = {"tip": tip.to_dict(), "attempts": attempt + 1}
         if draw_after is None:
-            z = image(sample, grid, tip, features)
-            shows = [tip if ghost_visible(sample, grid, tip, z, features) else Tip((tip.main,))]
+            z, main = image_and_main(sample, grid, tip, features)
+            shows = [
+                tip if ghost_visible(sample, grid, tip, z, features, main) else Tip((tip.main,))
+            ]
             params["ghost_visible"] = shows[0] is tip and tip.n_significant >= 2
             if not need_ghost or params["ghost_visible"]:
                 return z, shows, False, params

@@ -15,19 +15,28 @@ def image(sample: Sample, grid: ScanGrid, tip: Tip, features: Features | None = 
     ``z = (1/2κ) ln Σ_i w_i exp(2κ (h_i - dz_i))`` where ``h_i`` is the surface seen by apex
     ``i`` (see :mod:`tipd.synth.tip`). With one apex this is just its blurred surface.
     """
+    return image_and_main(sample, grid, tip, features)[0]
+
+
+def image_and_main(
+    sample: Sample, grid: ScanGrid, tip: Tip, features: Features | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`image`, and what the main apex alone would have recorded (free: it is one of the
+    terms), for telling whether the other apexes show."""
     if features is None:
         features = sample.features_near(grid, margin_nm=6.0)
     seen = [
         sample.render(grid, a.radius_nm, (a.dx_nm, a.dy_nm), features) - a.dz_nm for a in tip.apexes
     ]
+    main = seen[tip.apexes.index(tip.main)]
     if len(seen) == 1:
-        return seen[0]
+        return seen[0], main
     k = TWO_KAPPA_PER_NM
     logw = np.log([a.weight for a in tip.apexes])
     stack = np.stack(seen) * k + logw[:, None, None]
     top = stack.max(axis=0)
     result: np.ndarray = (top + np.log(np.exp(stack - top).sum(axis=0))) / k
-    return result
+    return result, main
 
 
 def image_with_change(
@@ -72,12 +81,19 @@ def visible_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ghost_visible(
-    sample: Sample, grid: ScanGrid, tip: Tip, z: np.ndarray, features: Features
+    sample: Sample,
+    grid: ScanGrid,
+    tip: Tip,
+    z: np.ndarray,
+    features: Features,
+    single: np.ndarray | None = None,
 ) -> bool:
-    """True when the extra apexes of ``tip`` visibly change ``z`` (there is something to ghost)."""
+    """True when the extra apexes of ``tip`` visibly change ``z`` (there is something to
+    ghost); ``single`` is the main apex's own image when already at hand."""
     if tip.n_significant < 2 or len(grid.v) < 2:
         return False
-    single = image(sample, grid, Tip((tip.main,)), features)
+    if single is None:
+        single = image(sample, grid, Tip((tip.main,)), features)
     return visible_difference(z, single) > VISIBLE_NM
 
 
