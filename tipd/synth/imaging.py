@@ -101,9 +101,11 @@ def change_visible(
     sample: Sample, grid: ScanGrid, before: Tip, z: np.ndarray, row: int, features: Features
 ) -> bool:
     """True when the lines after a tip change at ``row`` look visibly different from what the
-    old tip would have recorded there (the change line itself is not counted)."""
+    old tip would have recorded there (the change line itself is not counted; the 48 lines
+    after it decide, as they would for a person looking at the frame)."""
     rows = len(grid.v)
     if row + 3 > rows:
         return False
-    old = image(sample, grid.rows(row + 1, rows), before, features)
-    return visible_difference(z[row + 1 :], old) > VISIBLE_NM
+    stop = min(rows, row + 49)
+    old = image(sample, grid.rows(row + 1, stop), before, features)
+    return visible_difference(z[row + 1 : stop], old) > VISIBLE_NM
