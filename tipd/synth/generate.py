@@ -23,7 +23,13 @@ import numpy as np
 
 from tipd.synth.artefacts import CORRUPTIONS, apply_artefacts, corrupt, draw_artefacts
 from tipd.synth.geometry import ScanGrid
-from tipd.synth.imaging import change_visible, ghost_visible, image_and_main, image_with_change
+from tipd.synth.imaging import (
+    change_visible,
+    ghost_visible,
+    image,
+    image_and_main,
+    image_with_change,
+)
 from tipd.synth.surfaces import Sample, Steps, SurfaceParams, default_params
 from tipd.synth.tip import (
     HSI_MODES,
@@ -246,8 +252,9 @@ def _render(
         after = changed_tip(rng, tip, draw_after(attempt >= 3), strong=attempt >= 3)
         jump = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.3))
         col = int(rng.integers(0, len(grid.u)))
-        z = image_with_change(sample, grid, tip, after, row, jump, col)
-        visible = change_visible(sample, grid, tip, z, row, features)
+        whole_before = image(sample, grid, tip, features)
+        z = image_with_change(sample, grid, tip, after, row, jump, col, whole_before)
+        visible = change_visible(sample, grid, tip, z, row, features, whole_before)
         params.update(
             tip_after=after.to_dict(),
             change_row=row,

@@ -47,6 +47,7 @@ def image_with_change(
     row: int,
     jump_nm: float,
     col: int = 0,
+    before_image: np.ndarray | None = None,
 ) -> np.ndarray:
     """A frame whose tip changes during scan line ``row`` at pixel ``col``: everything scanned
     before uses ``before``, everything after uses ``after`` and sits ``jump_nm`` higher (the
@@ -54,12 +55,19 @@ def image_with_change(
     features = sample.features_near(grid, margin_nm=6.0)
     rows = len(grid.v)
     out = np.empty((rows, len(grid.u)))
-    if row > 0:
+    if before_image is not None:  # the old tip's image of the whole frame is at hand
+        out[:row] = before_image[:row]
+    elif row > 0:
         out[:row] = image(sample, grid.rows(0, row), before, features)
     if row < rows:
         out[row:] = image(sample, grid.rows(row, rows), after, features) + jump_nm
         if col > 0:
-            out[row, :col] = image(sample, grid.rows(row, row + 1), before, features)[0, :col]
+            old_line = (
+                before_image[row]
+                if before_image is not None
+                else image(sample, grid.rows(row, row + 1), before, features)[0]
+            )
+            out[row, :col] = old_line[:col]
     return out
 
 
@@ -98,7 +106,13 @@ def ghost_visible(
 
 
 def change_visible(
-    sample: Sample, grid: ScanGrid, before: Tip, z: np.ndarray, row: int, features: Features
+    sample: Sample,
+    grid: ScanGrid,
+    before: Tip,
+    z: np.ndarray,
+    row: int,
+    features: Features,
+    before_image: np.ndarray | None = None,
 ) -> bool:
     """True when the lines after a tip change at ``row`` look visibly different from what the
     old tip would have recorded there (the change line itself is not counted; the 48 lines
@@ -107,5 +121,8 @@ def change_visible(
     if row + 3 > rows:
         return False
     stop = min(rows, row + 49)
-    old = image(sample, grid.rows(row + 1, stop), before, features)
+    if before_image is not None:
+        old = before_image[row + 1 : stop]
+    else:
+        old = image(sample, grid.rows(row + 1, stop), before, features)
     return visible_difference(z[row + 1 : stop], old) > VISIBLE_NM
