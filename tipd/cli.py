@@ -92,15 +92,24 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0 if result.frames else 1
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _has_train_extra(command: str) -> bool:
+    """True when torch and friends import; otherwise say how to get them."""
     try:
-        from tipd.train.pipeline import TrainConfig, train_surface
+        import tipd.train.pipeline  # noqa: F401
     except ImportError as exc:
         print(
-            f"tipd train needs the training extra: pip install 'tipd[train]' ({exc})",
+            f"tipd {command} needs the training extra: pip install 'tipd[train]' ({exc})",
             file=sys.stderr,
         )
+        return False
+    return True
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if not _has_train_extra("train"):
         return 2
+    from tipd.train.pipeline import TrainConfig, train_surface
+
     out = args.out or Path("models") / args.surface
     cfg = TrainConfig(
         surface=args.surface,
@@ -127,14 +136,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    try:
-        from tipd.train.evaluate import evaluate
-    except ImportError as exc:
-        print(
-            f"tipd evaluate needs the training extra: pip install 'tipd[train]' ({exc})",
-            file=sys.stderr,
-        )
+    if not _has_train_extra("evaluate"):
         return 2
+    from tipd.train.evaluate import evaluate
+
     path = evaluate(args.model, args.reports, args.data, args.n, args.seed, args.workers)
     print(f"wrote {path}")
     return 0

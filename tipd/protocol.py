@@ -20,7 +20,6 @@ events (PUB → SUB)        ``[topic, body]``                        :class:`Sta
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
@@ -454,8 +453,3 @@ def check_finite_array(array: np.ndarray) -> None:
         raise ProtocolError("payload: expected finite values or NaN, got infinity")
     if not np.isfinite(array).any():
         raise ProtocolError("payload: expected at least one finite value, got none")
-
-
-def is_valid_microscope(name: str) -> bool:
-    """True when ``name`` may be used as a microscope id (and topic suffix)."""
-    return re.fullmatch(MICROSCOPE_RE, name) is not None

@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,6 @@ class Microscope:
     assembler: LineAssembler = field(default_factory=LineAssembler)
     classified_rows: dict[str, int] = field(default_factory=dict)
     position_nm: tuple[float, float] = (0.0, 0.0)
-    pending: deque[tuple[str, FrameHeader, np.ndarray, float]] = field(default_factory=deque)
 
 
 class Daemon:

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from tipd.train import baselines
 from tipd.train.data import DEFAULT_CHANNELS, Dataset, from_folder, synthetic
 from tipd.train.export import Fused, write_model
 from tipd.train.fit import Fitted, Recipe, fit, predict
-from tipd.train.metrics import choose_thresholds
+from tipd.train.metrics import auroc, choose_thresholds, threshold_precision
 from tipd.train.report import evaluate_all, write_report
 
 #: Candidate members: (name, recipe). Widths chosen for 2 CPU cores (see README). As in the paper,
@@ -206,12 +205,10 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     metrics["ensemble_thresholded_precision"] = {
         n: (None if np.isnan(v) else round(float(v), 4))
         for n, v in zip(
-            classes + extra, _thr_precision(test_truth, test_voted, thresholds), strict=True
+            classes + extra, threshold_precision(test_truth, test_voted, thresholds), strict=True
         )
     }
     if extra:
-        from tipd.train.metrics import auroc
-
         metrics["tip_change_net_auroc"] = round(auroc(test_truth[:, -1], test_voted[:, -1]), 4)
     seconds = time.monotonic() - started
     training = {
@@ -257,14 +254,3 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     write_report(cfg.reports, cfg.surface, manifest, test, scores, metrics)
     log(f"wrote {cfg.out} and {cfg.reports / (cfg.surface + '.md')} in {seconds:.0f} s")
     return manifest
-
-
-def _thr_precision(truth: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    from tipd.train.metrics import threshold_precision
-
-    return threshold_precision(truth, probs, thresholds)
-
-
-def summary(manifest: Manifest) -> dict[str, Any]:
-    """The headline figures of a trained manifest."""
-    return {k: manifest.metrics.get(k) for k in ("table", "good_bad_auroc")}
