@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import fft
 from scipy.signal import lfilter, lfilter_zi
@@ -72,13 +74,20 @@ def pink_noise(shape: tuple[int, int], rng: np.random.Generator, sigma: float) -
     if sigma <= 0 or n < 2:
         return np.zeros(shape)
     parts = rng.standard_normal((2, n // 2 + 1), dtype=np.float32)
-    f = np.arange(n // 2 + 1, dtype=np.float32)
-    f[0] = 1.0
-    spectrum = (parts[0] + 1j * parts[1]).astype(np.complex64) / np.sqrt(f)
-    spectrum[0] = 0
+    spectrum = parts[0] + 1j * parts[1]
+    spectrum *= _pink_weights(n)
     noise: np.ndarray = np.asarray(fft.irfft(spectrum, n), dtype=np.float64)
     noise *= sigma / (noise.std() + 1e-30)
     return noise.reshape(shape)
+
+
+@lru_cache(maxsize=8)
+def _pink_weights(n: int) -> np.ndarray:
+    """Amplitude 1/√f of each rfft bin of an ``n``-sample series, zero at f = 0."""
+    f = np.arange(n // 2 + 1, dtype=np.float32)
+    f[0] = np.inf
+    weights: np.ndarray = (1.0 / np.sqrt(f)).astype(np.complex64)
+    return weights
 
 
 def line_offsets(rows: int, rng: np.random.Generator, walk: float, jitter: float) -> np.ndarray:

@@ -112,7 +112,9 @@ class Lattice:
         phase0 = G @ origin
         P = c * np.exp(1j * (phase0 + np.outer(grid.shift, gu) + np.outer(grid.v, gv)))
         Q = np.exp(1j * np.outer(gu, grid.u))
-        result: np.ndarray = 2 * (P @ Q).real
+        # phases in float64, the product in complex64: heights to ~1e-7 relative, twice as fast
+        PQ = P.astype(np.complex64) @ Q.astype(np.complex64)
+        result: np.ndarray = 2 * PQ.real.astype(np.float64)
         return result
 
 
@@ -551,19 +553,28 @@ class Sample:
         120° every ~25 nm (a triangle wave of slope tan 30°)."""
         p = self.params
         a = p.herringbone_angle
-        along = x * math.cos(a) + y * math.sin(a)
-        across = -x * math.sin(a) + y * math.cos(a)
-        period_zig = 50.0
-        tri = np.abs(((along + p.herringbone_phase) / period_zig) % 1.0 - 0.5) * period_zig
-        q = (across + math.tan(math.pi / 6) * tri) % 6.3
+        period, zig = 6.3, 50.0
+        # float32 is ample for a 6.3 nm period (≤ 1 pm error out to 10 µm) and twice as fast
+        x, y = x.astype(np.float32), y.astype(np.float32)
+        tri = x * (math.cos(a) / zig) + y * (math.sin(a) / zig) + p.herringbone_phase / zig
+        tri %= 1.0
+        tri -= 0.5
+        np.abs(tri, out=tri)
+        q = y * math.cos(a) - x * math.sin(a)
+        q += tri * (zig * math.tan(math.pi / 6))
+        q %= period
         width = 0.7
         weff = math.hypot(width, blur)
-        # ridge-pair profile over one period, tabulated (fcc and hcp walls at 0 and 2.6 nm)
-        qq = np.linspace(0.0, 6.3, 256)
-        d1 = np.minimum(qq, 6.3 - qq)
+        # ridge-pair profile over one period, tabulated every 6 pm (fcc and hcp walls at 0 and
+        # 2.6 nm) and looked up by index: a nearest-entry lookup is 3× cheaper than np.interp
+        n = 1024
+        qq = np.arange(n + 1) * (period / n)
+        d1 = np.minimum(qq, period - qq)
         d2 = np.abs(qq - 2.6)
         table = np.exp(-(d1**2) / (2 * weff**2)) + np.exp(-(d2**2) / (2 * weff**2))
-        result: np.ndarray = (p.herringbone * width / weff) * np.interp(q, qq, table)
+        table *= p.herringbone * width / weff
+        index = (q * (n / period) + 0.5).astype(np.intp)
+        result: np.ndarray = table[index]
         return result
 
     def _standing_waves(
@@ -605,7 +616,8 @@ def _ripples(
     du, dv = grid.pixel_nm
     ru, rv = math.ceil(reach_nm / du), math.ceil(reach_nm / dv)
     rows, cols = len(grid.v), len(grid.u)
-    canvas = np.zeros((rows + 2 * rv + 1, cols + 2 * ru + 1))
+    # float32 halves the FFT cost; ripples are ~10 pm, far above float32 rounding
+    canvas = np.zeros((rows + 2 * rv + 1, cols + 2 * ru + 1), dtype=np.float32)
     cu = (fu - grid.shift.mean() - grid.u[0]) / du + ru
     cv = (fv - grid.v[0]) / dv + rv
     ok = (cu >= 0) & (cu < canvas.shape[1] - 1) & (cv >= 0) & (cv < canvas.shape[0] - 1)
@@ -623,7 +635,8 @@ def _ripples(
     spectrum = _ripple_kernel_spectrum(shape, round(du, 6), round(dv, 6), ru, rv, reach_nm)
     full = fft.irfft2(fft.rfft2(canvas, shape) * spectrum, shape)
     # the kernel is centred at (rv, ru): output pixel (i, j) sits at canvas (i + rv, j + ru)
-    result: np.ndarray = amp * full[2 * rv : 2 * rv + rows, 2 * ru : 2 * ru + cols]
+    window = full[2 * rv : 2 * rv + rows, 2 * ru : 2 * ru + cols]
+    result: np.ndarray = amp * window.astype(np.float64)
     return result
 
 
@@ -636,7 +649,7 @@ def _ripple_kernel_spectrum(
     r = np.hypot(ku[None, :], kv[:, None])
     kernel = np.cos(2 * CU_KF_PER_NM * r) / (1 + r / 0.8) * (1 - np.exp(-(r**2) / 0.5))
     kernel[r > reach_nm] = 0.0
-    spectrum: np.ndarray = fft.rfft2(kernel, shape)
+    spectrum: np.ndarray = fft.rfft2(kernel, shape).astype(np.complex64)
     return spectrum
 
 
