@@ -50,9 +50,8 @@ def main() -> None:
     for surface in SURFACES:
         small = rate(surface, 128, args.seconds)
         large = rate(surface, 512, args.seconds)
-        print(
-            f"{surface:<8} {small[0]:>12.0f} / {small[1]:<5.0f} {large[0]:>12.1f} / {large[1]:<5.1f}"
-        )
+        cells = f"{small[0]:>12.0f} / {small[1]:<5.0f} {large[0]:>12.1f} / {large[1]:<5.1f}"
+        print(f"{surface:<8} {cells}")
 
 
 if __name__ == "__main__":

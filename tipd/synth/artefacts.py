@@ -9,7 +9,6 @@ move where pixels sample the surface rather than what they record.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-
 from functools import lru_cache
 
 import numpy as np
