@@ -368,7 +368,9 @@ def default_params(surface: str, rng: np.random.Generator) -> SurfaceParams:
     )
     steps = Steps(
         angle=float(rng.uniform(0, 2 * math.pi)),
-        spacing_nm=float(rng.uniform(40, 160)),
+        # terraces: narrow on Si(100); 80–300 nm on annealed Au/Cu(111) crystals, so that a
+        # 30 nm frame usually sits on one terrace, as a user would choose it
+        spacing_nm=float(rng.uniform(40, 160) if surface == "hsi100" else rng.uniform(80, 300)),
         offset_nm=float(rng.uniform(0, 100)),
         height_nm=step_height,
         wiggle=wiggle,

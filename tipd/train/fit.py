@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -128,7 +129,11 @@ def fit(
             sched = torch.optim.lr_scheduler.ExponentialLR(
                 opt, gamma=recipe.lr_decay ** (1 / max(planned - 1, 1))
             )
-        sched.step()
+            with warnings.catch_warnings():  # made after this epoch's steps: not a misuse
+                warnings.simplefilter("ignore", UserWarning)
+                sched.step()
+        else:
+            sched.step()
         probs = predict(model, val.x)
         bal = balanced_accuracy(val, probs)
         auc = mean_auroc(val.y, probs)
