@@ -11,40 +11,65 @@ from tipd.safety import Limits, SafetyGate
 
 def test_acts_only_after_three_confident_frames_in_a_row() -> None:
     p = Policy({"individual_atoms"})
-    assert p.observe("double_tip", 0.95) is None
-    assert p.observe("double_tip", 0.95) is None
-    first = p.observe("double_tip", 0.95, "f3")
-    assert first is not None and first.action == "pulse" and first.params["bias_V"] == 2.5
-    assert first.frame_id == "f3" and first.rung == 0
+    assert p.observe("double_tip", 0.95) == []
+    assert p.observe("double_tip", 0.95) == []
+    first, move = p.observe("double_tip", 0.95, "f3")
+    assert first.action == "pulse" and first.params["bias_V"] == 2.5
+    assert first.frame_id == "f3" and first.rung == 0 and not first.follow_up
+    # then away from the conditioned spot at once, to a fresh area
+    assert move.action == "move" and move.follow_up
+    assert math.hypot(move.params["dx_nm"], move.params["dy_nm"]) == 150.0
 
 
 def test_low_confidence_or_other_states_break_the_streak() -> None:
     p = Policy({"individual_atoms"})
     p.observe("double_tip", 0.95)
     p.observe("double_tip", 0.95)
-    assert p.observe("double_tip", 0.89) is None  # below 0.9: the streak restarts
+    assert p.observe("double_tip", 0.89) == []  # below 0.9: the streak restarts
     p.observe("double_tip", 0.95)
     p.observe("tip_change", 0.95)
-    assert p.observe("double_tip", 0.95) is None
-    assert p.observe("unknown", 1.0) is None
+    assert p.observe("double_tip", 0.95) == []
+    assert p.observe("unknown", 1.0) == []
+
+
+def test_a_frame_surely_bad_for_no_named_reason_is_a_poor_tip() -> None:
+    p = Policy({"individual_atoms"})
+    assert p.observe("unknown", 0.0, bad=0.95) == []
+    assert p.observe("double_tip", 0.5, bad=0.95) == []  # unsure of the cause, sure it is bad
+    first, _ = p.observe("unknown", 0.0, "f3", bad=0.92)
+    assert first.state == "poor" and first.action == "pulse" and first.confidence == 0.92
+    for _ in range(3):  # bad just below the confidence: no streak
+        assert p.observe("unknown", 0.0, bad=0.89) == []
 
 
 def test_ladder_climbs_and_resets_after_a_good_frame() -> None:
-    p = Policy({"individual_atoms"}, PolicyConfig(consecutive=1))
+    p = Policy({"individual_atoms"}, PolicyConfig(consecutive=1, relocate=False))
     actions = [p.observe("double_tip", 0.99) for _ in range(10)]
-    assert [a.action for a in actions if a][:8] == [r.action for r in DEFAULT_LADDERS["double_tip"]]
-    assert actions[-1] is not None and actions[-1].action == "crash"  # stays on the top rung
+    assert all(len(a) == 1 for a in actions)
+    assert [a[0].action for a in actions][:8] == [r.action for r in DEFAULT_LADDERS["double_tip"]]
+    assert actions[-1][0].action == "crash"  # stays on the top rung
     p.observe("individual_atoms", 0.99)
-    again = p.observe("double_tip", 0.99)
-    assert again is not None and again.rung == 0
+    (again,) = p.observe("double_tip", 0.99)
+    assert again.rung == 0
+
+
+def test_a_refused_rung_is_tried_again_not_skipped() -> None:
+    p = Policy({"individual_atoms"}, PolicyConfig(consecutive=1))
+    _first, move = p.observe("double_tip", 0.99)
+    p.refused(move)  # a refused follow-up move does not undo the pulse that was sent
+    second, _ = p.observe("double_tip", 0.99)
+    assert second.rung == 1
+    p.refused(second)
+    third, _ = p.observe("double_tip", 0.99)
+    assert third.rung == 1 and third.params == second.params
 
 
 def test_sample_faults_move_to_fresh_areas() -> None:
     p = Policy({"good"}, PolicyConfig(consecutive=1, move_nm=150.0))
     spots = [(0.0, 0.0)]
     for _ in range(12):
-        m = p.observe("step_edge", 0.99)
-        assert m is not None and m.action == "move"
+        (m,) = p.observe("step_edge", 0.99)
+        assert m.action == "move"
         assert math.hypot(m.params["dx_nm"], m.params["dy_nm"]) == 150.0
         x, y = spots[-1]
         spots.append((x + m.params["dx_nm"], y + m.params["dy_nm"]))

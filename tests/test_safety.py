@@ -60,28 +60,44 @@ def test_hard_limits_at_their_edges(command: Command, allowed: bool) -> None:
 
 def test_hourly_budget_edge() -> None:
     g, clock = gate(limits=Limits(cooldown_s=0, forbidden_radius_nm=0, max_fruitless=100))
+    pulse = cmd("pulse", bias_V=3.0, width_s=0.1)
     for _ in range(L.max_actions_per_hour):
-        assert g.check(cmd("rescan"), (0, 0)).allowed
-        g.commit(cmd("rescan"), (0, 0))
+        assert g.check(pulse, (0, 0)).allowed
+        g.commit(pulse, (0, 0))
         clock.t += 1
-    refused = g.check(cmd("rescan"), (0, 0))
+    refused = g.check(pulse, (0, 0))
     assert not refused.allowed and "20 actions in the last hour" in refused.reason
+    assert g.check(cmd("rescan"), (0, 0)).allowed  # only conditioning is budgeted
     clock.t += 3600 - L.max_actions_per_hour  # the first action is an hour old now
-    assert g.check(cmd("rescan"), (0, 0)).allowed
+    assert g.check(pulse, (0, 0)).allowed
 
 
 def test_fruitless_actions_lead_to_needs_operator() -> None:
     g, _ = gate(limits=Limits(cooldown_s=0))
+    pulse = cmd("pulse", bias_V=3.0, width_s=0.1)
     for k in range(L.max_fruitless):
-        c = cmd("move", dx_nm=100.0, dy_nm=0.0)
-        assert g.check(c, (100.0 * k, 0.0)).allowed
-        g.commit(c, (100.0 * k, 0.0))
-    assert g.needs_operator
+        assert g.check(pulse, (100.0 * k, 0.0)).allowed
+        g.commit(pulse, (100.0 * k, 0.0))
+        g.commit(cmd("move", dx_nm=100.0, dy_nm=0.0), (100.0 * k, 0.0))  # moves don't count
+        assert g.needs_operator is (k == L.max_fruitless - 1)
     refused = g.check(cmd("move", dx_nm=100.0, dy_nm=0.0), (1000.0, 0.0))
     assert not refused.allowed and "needs_operator" in refused.reason
     assert g.check(cmd("withdraw"), (0, 0)).allowed  # retracting stays possible
     g.reset_operator()
     assert g.check(cmd("move", dx_nm=100.0, dy_nm=0.0), (1000.0, 0.0)).allowed
+
+
+def test_budgets_and_cooldown_count_conditioning_not_moves() -> None:
+    g, _ = gate()
+    pulse = cmd("pulse", bias_V=3.0, width_s=0.1)
+    g.commit(pulse, (0.0, 0.0))
+    move = cmd("move", dx_nm=150.0, dy_nm=0.0)
+    assert g.check(move, (0.0, 0.0)).allowed  # away at once: no cooldown for a move
+    early = g.check(pulse, (150.0, 0.0))
+    assert not early.allowed and "cooldown" in early.reason
+    for _ in range(50):
+        g.commit(move, (0.0, 0.0))
+    assert g.fruitless == 1 and not g.needs_operator
 
 
 def test_a_good_frame_ends_the_fruitless_run() -> None:

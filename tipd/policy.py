@@ -10,7 +10,14 @@ the bottom once a good frame is seen:
 * blunt (H:Si rows when atoms are the target, or the generic ``blunt``): a strong pulse, then
   crashes;
 * step edge, impurity, corruption, generic defect: the sample is at fault, not the tip, so
-  move to a fresh area (along a spiral, so that no area is visited twice).
+  move to a fresh area (along a spiral, so that no area is visited twice);
+* ``poor``: no fault class is sure, but the ensemble is sure the frame is not good (``bad`` ≥
+  the confidence): the tip images badly in a way the model has no name for (a blunt Au tip,
+  loose material), so condition it as a double tip.
+
+Every pulse or crash is followed at once by a move to a fresh area, as DeepSPM and a
+microscopist do: the conditioned spot may carry a crater or debris, and the gate forbids
+acting on it again.
 
 Pulse figures follow DeepSPM's (±2.5, ±4 V for 200 ms and beyond); dips stay within Scanbot's
 light (0.9 nm) to aggressive (1.5 nm) indents before going deeper, always below the gate's
@@ -60,6 +67,7 @@ DEFAULT_LADDERS: dict[str, tuple[Rung, ...]] = {
     "impurity": (MOVE,),
     "corruption": (MOVE,),
     "generic_defect": (MOVE,),
+    "poor": DOUBLE,
 }
 
 
@@ -68,6 +76,7 @@ class PolicyConfig:
     confidence: float = 0.9
     consecutive: int = 3
     move_nm: float = 150.0  #: length of a move to a fresh area
+    relocate: bool = True  #: move to a fresh area right after every pulse or crash
     ladders: dict[str, tuple[Rung, ...]] = field(default_factory=lambda: dict(DEFAULT_LADDERS))
 
 
@@ -81,6 +90,7 @@ class Proposal:
     params: dict[str, float]
     rung: int
     frame_id: str
+    follow_up: bool = False  #: a move that follows a pulse or crash to a fresh area
 
 
 class Policy:
@@ -94,22 +104,28 @@ class Policy:
         self.rungs: dict[str, int] = {}
         self.moves = 0
 
-    def observe(self, state: str, confidence: float, frame_id: str = "") -> Proposal | None:
-        """One decision (the winning ``state`` and its confidence 0–1); a proposal or None."""
+    def observe(
+        self, state: str, confidence: float, frame_id: str = "", bad: float = 0.0
+    ) -> list[Proposal]:
+        """One decision: the winning ``state``, its confidence 0–1 and ``bad``, the confidence
+        0–1 that the frame is not good. Returns what to send, in order (often nothing)."""
         cfg = self.config
         if state in self.desirable:
             self.streak_state, self.streak = None, 0
             self.rungs.clear()
-            return None
+            return []
         if confidence < cfg.confidence or state not in cfg.ladders:
-            self.streak_state, self.streak = None, 0  # uncertain evidence breaks the streak
-            return None
+            if bad >= cfg.confidence and "poor" in cfg.ladders:
+                state, confidence = "poor", bad
+            else:
+                self.streak_state, self.streak = None, 0  # uncertain evidence breaks the streak
+                return []
         if state == self.streak_state:
             self.streak += 1
         else:
             self.streak_state, self.streak = state, 1
         if self.streak < cfg.consecutive:
-            return None
+            return []
         ladder = cfg.ladders[state]
         rung = self.rungs.get(state, 0)
         step = ladder[min(rung, len(ladder) - 1)]
@@ -118,7 +134,17 @@ class Policy:
         params = dict(step.params)
         if step.action == "move":
             params = self._next_move()
-        return Proposal(state, confidence, step.action, params, rung, frame_id)
+        out = [Proposal(state, confidence, step.action, params, rung, frame_id)]
+        if cfg.relocate and step.action in ("pulse", "crash"):
+            move = self._next_move()
+            out.append(Proposal(state, confidence, "move", move, rung, frame_id, True))
+        return out
+
+    def refused(self, proposal: Proposal) -> None:
+        """The gate (or the controller) refused ``proposal``: its rung was not climbed."""
+        if not proposal.follow_up:
+            current = self.rungs.get(proposal.state, 0)
+            self.rungs[proposal.state] = min(current, proposal.rung)
 
     def _next_move(self) -> dict[str, float]:
         """The next step of a square spiral around the starting area (legs of 1, 1, 2, 2, 3,

@@ -2,9 +2,13 @@
 
 Defaults are DESIGN.md's "tipd defaults", drawn from the tools before us (DeepSPM's server
 limits, Scanbot's indents): pulses |V| ≤ 8 V for 10 ms–1 s, crashes ≤ 3 nm, moves ≤ 1000 nm, at
-most 20 actions an hour and 6 in a row without a good frame (then ``needs_operator``: nothing
-more until an operator resets), a 20 nm forbidden radius around every pulse or crash, a
-cooldown between actions, and a stop file and a ``hold`` that halt everything at once.
+most 20 conditioning actions an hour and 6 in a row without a good frame (then
+``needs_operator``: nothing more until an operator resets), a 20 nm forbidden radius around every
+pulse or crash, a cooldown between conditioning actions, and a stop file and a ``hold`` that halt
+everything at once. The budgets count pulses and crashes, the actions that can harm a tip or a
+sample; a move only changes where the next frame is scanned (bounded by ``max_move_nm`` and the
+forbidden radius), so the policy can move away from a conditioned spot at once (a deliberate
+change from DESIGN.md, which counted every action).
 
 A stop file halts every command (an operator has taken over); ``hold`` and
 ``needs_operator`` halt all but ``withdraw``, which only retracts the tip. The gate refuses,
@@ -25,6 +29,9 @@ from pathlib import Path
 
 from tipd.protocol import Command, CrashParams, MoveParams, PulseParams
 
+#: the actions that change the tip or the sample, which the budgets and cooldown count
+CONDITIONING = ("pulse", "crash")
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -35,10 +42,10 @@ class Limits:
     max_pulse_s: float = 1.0
     max_crash_nm: float = 3.0
     max_move_nm: float = 1000.0
-    max_actions_per_hour: int = 20
-    max_fruitless: int = 6  #: actions in a row without a good frame before needs_operator
+    max_actions_per_hour: int = 20  #: pulses and crashes in any hour
+    max_fruitless: int = 6  #: pulses/crashes in a row without a good frame → needs_operator
     forbidden_radius_nm: float = 20.0
-    cooldown_s: float = 5.0
+    cooldown_s: float = 5.0  #: between pulses/crashes
 
 
 @dataclass(frozen=True)
@@ -75,24 +82,25 @@ class SafetyGate:
             return Verdict(False, "on hold: all actions halted until released")
         if self.needs_operator:
             return Verdict(False, "needs_operator: too many actions without a good frame")
-        limit = self._limit(command)
+        limit = self.limit_violation(command)
         if limit:
             return Verdict(False, limit)
         now = self.clock()
         recent = sum(1 for t in self._times if now - t < 3600.0)
-        if recent >= self.limits.max_actions_per_hour:
+        conditioning = command.action in CONDITIONING
+        if conditioning and recent >= self.limits.max_actions_per_hour:
             return Verdict(
                 False,
                 f"budget: {recent} actions in the last hour "
                 f"(at most {self.limits.max_actions_per_hour})",
             )
-        if self.fruitless >= self.limits.max_fruitless:
+        if conditioning and self.fruitless >= self.limits.max_fruitless:
             return Verdict(
                 False,
                 f"budget: {self.fruitless} actions without a good frame "
                 f"(at most {self.limits.max_fruitless})",
             )
-        if self._last is not None and now - self._last < self.limits.cooldown_s:
+        if conditioning and self._last is not None and now - self._last < self.limits.cooldown_s:
             return Verdict(
                 False,
                 f"cooldown: {now - self._last:.2f} s since the last action "
@@ -113,7 +121,8 @@ class SafetyGate:
                     )
         return Verdict(True)
 
-    def _limit(self, command: Command) -> str:
+    def limit_violation(self, command: Command) -> str:
+        """Which hard limit ``command`` exceeds ('limit: …'), or '' when within all of them."""
         lim = self.limits
         p = command.params
         if isinstance(p, PulseParams):
@@ -141,17 +150,17 @@ class SafetyGate:
         ``needs_operator`` is set once the run of actions without a good frame reaches the
         limit, so the next conditioning needs a person.
         """
+        if command.action not in CONDITIONING:
+            return
         now = self.clock()
         self._times.append(now)
         while self._times and now - self._times[0] >= 3600.0:
             self._times.popleft()
         self._last = now
-        if command.action in ("pulse", "crash"):
-            self._spots.append(position_nm)
-        if command.action in ("pulse", "crash", "move"):
-            self.fruitless += 1
-            if self.fruitless >= self.limits.max_fruitless:
-                self.needs_operator = True
+        self._spots.append(position_nm)
+        self.fruitless += 1
+        if self.fruitless >= self.limits.max_fruitless:
+            self.needs_operator = True
 
     def good_frame(self) -> None:
         """A frame showed a good tip: the run of fruitless actions ends."""

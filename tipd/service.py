@@ -37,7 +37,7 @@ from tipd.events import EventPublisher
 from tipd.frames import Frame, LineAssembler
 from tipd.journal import Journal
 from tipd.models import ModelError, find, models_root
-from tipd.policy import Policy, PolicyConfig
+from tipd.policy import Policy, PolicyConfig, Proposal
 from tipd.protocol import (
     ActionEvent,
     Command,
@@ -380,22 +380,30 @@ class Daemon:
         if decision.desirable:
             mic.gate.good_frame()
         confidence = decision.classes.get(decision.state, 0.0)
-        proposal = mic.policy.observe(decision.state, confidence, header.frame_id)
-        if proposal is not None:
+        for proposal in mic.policy.observe(
+            decision.state, confidence, header.frame_id, decision.bad
+        ):
             command = Command(
                 microscope=mic.name,
                 action=proposal.action,  # type: ignore[arg-type]
                 params=proposal.params,  # type: ignore[arg-type]
                 reason=Reason(
-                    state=proposal.state, confidence=min(1.0, confidence), frame_id=header.frame_id
+                    state=proposal.state,
+                    confidence=min(1.0, proposal.confidence),
+                    frame_id=header.frame_id,
                 ),
             )
-            await self.act(mic, command)
+            if not await self.act(mic, command, proposal):
+                break  # a follow-up move makes no sense after a refused pulse
 
     # ---------------------------------------------------------------- actions
 
-    async def act(self, mic: Microscope, command: Command) -> None:
-        """Pass ``command`` through the gate, then send it (in the background) or record why not."""
+    async def act(
+        self, mic: Microscope, command: Command, proposal: Proposal | None = None
+    ) -> bool:
+        """Pass ``command`` through the gate, then send it (in the background) or record why
+        not; True when sent. The policy is told when its ``proposal`` is refused here or by
+        the controller, so its ladder does not climb past a rung that was never executed."""
         frame_id = command.reason.frame_id if command.reason else ""
         params = command.params.model_dump()
         reason = command.reason.model_dump() if command.reason else None
@@ -421,7 +429,9 @@ class Daemon:
                     ),
                 )
             )
-            return
+            if proposal is not None and status == "refused":
+                mic.policy.refused(proposal)
+            return False
         mic.gate.commit(command, mic.position_nm)
         self.counters["commands"] += 1
         self.journal.command(command.id, mic.name, frame_id, command.action, params, reason, "sent")
@@ -433,12 +443,17 @@ class Daemon:
             params=params,
             state=reason["state"] if reason else None,
         )
-        task = asyncio.get_running_loop().create_task(self._await_reply(mic, command))
+        task = asyncio.get_running_loop().create_task(self._await_reply(mic, command, proposal))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return True
 
-    async def _await_reply(self, mic: Microscope, command: Command) -> None:
+    async def _await_reply(
+        self, mic: Microscope, command: Command, proposal: Proposal | None
+    ) -> None:
         reply, tries = await self.controller.execute(command)
+        if reply.status != "done" and proposal is not None:
+            mic.policy.refused(proposal)
         self.counters[f"reply_{reply.status}"] += 1
         self.journal.reply(command.id, reply.status, reply.detail)
         await self.events.publish(ActionEvent(microscope=mic.name, command=command, reply=reply))
