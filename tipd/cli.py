@@ -6,9 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tipd import __version__
 from tipd.taxonomy import SURFACES
+
+if TYPE_CHECKING:
+    from tipd.curve import Curve
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -76,6 +80,73 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         action_time_scale=args.action_time_scale,
     )
     return server.run()
+
+
+def _add_curve_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("CURVE (required when an endpoint binds beyond loopback)")
+    g.add_argument("--curve-secret", type=Path, help="our key pair (.key_secret from tipd keys)")
+    g.add_argument("--curve-allowed", type=Path, help="folder of client public keys we accept")
+    g.add_argument("--curve-server-key", type=Path, help="public key of the server we connect to")
+
+
+def _curve_from_args(args: argparse.Namespace) -> Curve | None:
+    """The CURVE setup the flags describe, or None when no key is given."""
+    from tipd.curve import Curve
+
+    if args.curve_secret is None:
+        if args.curve_allowed or args.curve_server_key:
+            raise SystemExit("tipd: --curve-allowed/--curve-server-key need --curve-secret")
+        return None
+    return Curve.from_files(args.curve_secret, args.curve_allowed, args.curve_server_key)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from tipd.curve import generate
+
+    public, secret = generate(args.directory, args.name)
+    print(f"public key {public}  (give it to the peers)\nsecret key {secret}  (keep it here)")
+    return 0
+
+
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    import signal
+
+    from tipd.bridges.nanonis import BridgeConfig, NanonisBridge
+    from tipd.bridges.nanonis_tcp import NanonisClient, NanonisError
+    from tipd.logs import configure
+    from tipd.safety import Limits
+
+    configure(json_lines=args.json_logs)
+    limits = Limits(
+        max_bias_V=args.max_bias,
+        max_crash_nm=args.max_crash,
+        max_move_nm=args.max_move,
+    )
+    config = BridgeConfig(
+        microscope=args.microscope,
+        frames=args.frames,
+        control=args.control,
+        channel=args.channel,
+        surface=args.surface,
+        poll_s=args.poll,
+        limits=limits,
+    )
+    try:
+        client = NanonisClient(args.host, args.port, timeout_s=args.timeout)
+        bridge = NanonisBridge(client, config, curve=_curve_from_args(args))
+    except (NanonisError, OSError) as exc:
+        print(f"tipd bridge: {exc}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, bridge.stop)
+    try:
+        return bridge.serve(max_frames=args.max_frames)
+    except NanonisError as exc:
+        print(f"tipd bridge: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bridge.close()
+        client.close()
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -252,6 +323,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of real scans for --compare",
     )
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("keys", help="make a CURVE key pair for an endpoint")
+    p.add_argument("directory", type=Path, help="where to write NAME.key and NAME.key_secret")
+    p.add_argument("--name", default="tipd", help="key pair name (default tipd)")
+    p.set_defaults(func=_cmd_keys)
+
+    p = sub.add_parser("bridge", help="put a real controller on wire protocol v1")
+    bridges = p.add_subparsers(dest="controller", required=True)
+    p = bridges.add_parser("nanonis", help="a Nanonis controller over its TCP interface")
+    p.add_argument("--host", default="127.0.0.1", help="Nanonis TCP interface host")
+    p.add_argument("--port", type=int, default=6501, help="Nanonis TCP interface port")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per Nanonis call")
+    p.add_argument("--microscope", default="stm1", help="microscope id (default stm1)")
+    p.add_argument("--surface", help="surface the frames name (default: none)")
+    p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="tipd frame endpoint")
+    p.add_argument("--control", default=DEFAULT_CONTROL_ENDPOINT, help="command endpoint to bind")
+    p.add_argument("--channel", type=int, help="scan-buffer index of Z (default: found by name)")
+    p.add_argument("--poll", type=float, default=0.2, help="seconds between buffer polls")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-bias", type=float, default=8.0, help="bridge limit: |bias|, V")
+    p.add_argument("--max-crash", type=float, default=3.0, help="bridge limit: crash depth, nm")
+    p.add_argument("--max-move", type=float, default=1000.0, help="bridge limit: one move, nm")
+    _add_curve_args(p)
+    p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout")
+    p.set_defaults(func=_cmd_bridge)
 
     p = sub.add_parser("sim", help="run the virtual microscope")
     p.add_argument("--microscope", default="stm1", help="microscope id (default stm1)")

@@ -1,0 +1,1 @@
+"""Controllers tipd speaks to: bridges between a real controller and wire protocol v1."""
