@@ -72,13 +72,20 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         start_tip=args.start_tip,
         name=args.microscope,
     )
-    server = SimServer(
-        mic,
-        SimEndpoints(args.frames, args.control),
-        truth_path=args.truth,
-        max_frames=args.max_frames,
-        action_time_scale=args.action_time_scale,
-    )
+    from tipd.curve import CurveError
+
+    try:
+        server = SimServer(
+            mic,
+            SimEndpoints(args.frames, args.control),
+            truth_path=args.truth,
+            max_frames=args.max_frames,
+            action_time_scale=args.action_time_scale,
+            curve=_curve_from_args(args),
+        )
+    except CurveError as exc:
+        print(f"tipd sim: {exc}", file=sys.stderr)
+        return 2
     return server.run()
 
 
@@ -90,14 +97,14 @@ def _add_curve_args(p: argparse.ArgumentParser) -> None:
 
 
 def _curve_from_args(args: argparse.Namespace) -> Curve | None:
-    """The CURVE setup the flags describe, or None when no key is given."""
-    from tipd.curve import Curve
+    """The CURVE setup the flags describe, or None when no key is given; bad keys exit 2."""
+    from tipd.curve import CurveError, from_paths
 
-    if args.curve_secret is None:
-        if args.curve_allowed or args.curve_server_key:
-            raise SystemExit("tipd: --curve-allowed/--curve-server-key need --curve-secret")
-        return None
-    return Curve.from_files(args.curve_secret, args.curve_allowed, args.curve_server_key)
+    try:
+        return from_paths(args.curve_secret, args.curve_allowed, args.curve_server_key)
+    except CurveError as exc:
+        print(f"tipd: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
@@ -113,6 +120,7 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
 
     from tipd.bridges.nanonis import BridgeConfig, NanonisBridge
     from tipd.bridges.nanonis_tcp import NanonisClient, NanonisError
+    from tipd.curve import CurveError
     from tipd.logs import configure
     from tipd.safety import Limits
 
@@ -134,7 +142,7 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     try:
         client = NanonisClient(args.host, args.port, timeout_s=args.timeout)
         bridge = NanonisBridge(client, config, curve=_curve_from_args(args))
-    except (NanonisError, OSError) as exc:
+    except (NanonisError, CurveError, OSError) as exc:
         print(f"tipd bridge: {exc}", file=sys.stderr)
         return 2
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -235,7 +243,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
     from tipd.events import tail
 
     try:
-        for line in tail(args.endpoint, args.topic, args.seconds):
+        for line in tail(args.endpoint, args.topic, args.seconds, _curve_from_args(args)):
             print(line, flush=True)
     except KeyboardInterrupt:
         pass
@@ -375,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bias", type=float, default=0.5, help="reported sample bias, V")
     p.add_argument("--setpoint", type=float, default=100e-12, help="reported setpoint, A")
     p.add_argument("--start-tip", choices=[*TIP_KINDS, "mixed"], default="sharp")
+    _add_curve_args(p)
     p.add_argument(
         "--change-per-line",
         type=float,
@@ -458,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="topic prefix, e.g. state.stm1 (repeatable; default all)",
     )
     p.add_argument("--seconds", type=float, help="stop after this long")
+    _add_curve_args(p)
     p.set_defaults(func=_cmd_events)
 
     p = sub.add_parser("journal", help="query the journal")

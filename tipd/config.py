@@ -53,6 +53,16 @@ class ControllerSettings(BaseModel):
     retries: int = Field(2, ge=0)  #: ... then resend the same command id this many times
 
 
+class SecuritySettings(BaseModel):
+    """ZeroMQ CURVE (:mod:`tipd.curve`): on whenever ``secret_key`` is set, and required (tipd
+    refuses to start without it) when the frames or events endpoint binds beyond loopback."""
+
+    model_config = ConfigDict(extra="forbid")
+    secret_key: Path | None = None  #: tipd's key pair (the .key_secret file from `tipd keys`)
+    allowed_keys: Path | None = None  #: folder of the publishers' and dashboards' public keys
+    controller_key: Path | None = None  #: the controller's public key (sim or bridge)
+
+
 class Settings(BaseSettings):
     """All of tipd's settings."""
 
@@ -71,6 +81,7 @@ class Settings(BaseSettings):
     safety: SafetyConfig = SafetyConfig()
     policy: PolicySettings = PolicySettings()
     controller: ControllerSettings = ControllerSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]

@@ -14,6 +14,7 @@ import time
 import zmq
 import zmq.asyncio
 
+from tipd.curve import Curve
 from tipd.protocol import Command, ProtocolError, Reply, decode_reply, encode_command
 
 
@@ -21,7 +22,12 @@ class ControllerClient:
     """One DEALER connected to ``endpoint``; :meth:`execute` is safe to call concurrently."""
 
     def __init__(
-        self, ctx: zmq.asyncio.Context, endpoint: str, timeout_s: float = 5.0, retries: int = 2
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        timeout_s: float = 5.0,
+        retries: int = 2,
+        curve: Curve | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
@@ -30,6 +36,8 @@ class ControllerClient:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IMMEDIATE, 1)
         self.socket.setsockopt(zmq.SNDHWM, 100)
+        if curve is not None:
+            curve.client(self.socket)
         self.socket.connect(endpoint)
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._reader: asyncio.Task[None] | None = None

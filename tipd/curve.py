@@ -169,3 +169,14 @@ def required(binds: dict[str, str], curve: Curve | None, setting: str) -> None:
             f"{', '.join(wide)} bind beyond loopback, so CURVE is required: make keys with "
             f"`tipd keys`, then set {setting}"
         )
+
+
+def from_paths(
+    secret: Path | None, allowed: Path | None = None, server_key: Path | None = None
+) -> Curve | None:
+    """The :class:`Curve` these key files describe, or None when no secret key is given."""
+    if secret is None:
+        if allowed or server_key:
+            raise CurveError("allowed keys or a server key were given without a secret key")
+        return None
+    return Curve.from_files(secret, allowed, server_key)

@@ -9,16 +9,19 @@ from collections.abc import Iterator
 import zmq
 import zmq.asyncio
 
+from tipd.curve import Curve
 from tipd.protocol import ProtocolError, _Event, decode_event, encode_event
 
 
 class EventPublisher:
     """Publishes typed events on a bound PUB socket; never blocks (drops when no reader)."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, curve: Curve | None = None) -> None:
         self.socket = ctx.socket(zmq.PUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 10000)
+        if curve is not None:
+            curve.server(self.socket, "events")
         self.socket.bind(endpoint)
         self.sent = 0
 
@@ -30,11 +33,16 @@ class EventPublisher:
         self.socket.close()
 
 
-def tail(endpoint: str, topics: list[str], seconds: float | None = None) -> Iterator[str]:
-    """Readable lines for each event on ``endpoint`` (a tipd events socket)."""
+def tail(
+    endpoint: str, topics: list[str], seconds: float | None = None, curve: Curve | None = None
+) -> Iterator[str]:
+    """Readable lines for each event on ``endpoint`` (a tipd events socket); ``curve`` with
+    tipd's public key as server key when tipd's events need CURVE."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.client(sub)
     sub.connect(endpoint)
     for t in topics or [""]:
         sub.setsockopt(zmq.SUBSCRIBE, t.encode())

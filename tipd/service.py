@@ -30,8 +30,10 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from tipd import curve
 from tipd.config import Settings, load
 from tipd.controller import ControllerClient
+from tipd.curve import CurveError
 from tipd.ensemble import Decision, Ensemble
 from tipd.events import EventPublisher
 from tipd.frames import Frame, LineAssembler
@@ -95,6 +97,13 @@ class Daemon:
         self.models: dict[str, Ensemble] = {}
         self.load_models(settings)
         self.ctx = zmq.asyncio.Context()
+        sec = settings.security
+        self.curve = curve.from_paths(sec.secret_key, sec.allowed_keys, sec.controller_key)
+        curve.required(
+            {"frames": settings.endpoints.frames, "events": settings.endpoints.events},
+            self.curve,
+            "security.secret_key and security.allowed_keys",
+        )
         self.journal = Journal(settings.journal)
         self.stopping = asyncio.Event()
         self.reload_requested = False
@@ -160,12 +169,18 @@ class Daemon:
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.RCVHWM, 2000)
+        if self.curve is not None:
+            self.curve.server(self.sub, "frames")
         self.sub.bind(s.endpoints.frames)
         for topic in (b"frame.", b"lines."):
             self.sub.setsockopt(zmq.SUBSCRIBE, topic)
-        self.events = EventPublisher(self.ctx, s.endpoints.events)
+        self.events = EventPublisher(self.ctx, s.endpoints.events, self.curve)
         self.controller = ControllerClient(
-            self.ctx, s.endpoints.control, s.controller.timeout_s, s.controller.retries
+            self.ctx,
+            s.endpoints.control,
+            s.controller.timeout_s,
+            s.controller.retries,
+            self.curve if self.curve is not None and self.curve.server_key else None,
         )
         self.controller.start()
         loop = asyncio.get_running_loop()
@@ -205,6 +220,8 @@ class Daemon:
             self.controller.close()
             self.events.close()
             self.sub.close()
+            if self.curve is not None:
+                self.curve.stop()
             self.journal.close()
             log.info("tipd stopped", counters=dict(self.counters))
         return 0
@@ -225,6 +242,11 @@ class Daemon:
         self.counters["reloads"] += 1
         log.info("reloaded")
 
+    def all_counters(self) -> dict[str, int]:
+        """The counters, with the peers CURVE refused per endpoint (``curve_refused_frames``…)."""
+        refused = self.curve.refused if self.curve is not None else {}
+        return {**self.counters, **{f"curve_refused_{d}": n for d, n in refused.items()}}
+
     async def _health(self) -> None:
         watchdog = os.environ.get("WATCHDOG_USEC")
         while True:
@@ -235,7 +257,7 @@ class Daemon:
                     uptime_s=time.monotonic() - self.started,
                     provider=provider,
                     queue_depth=self.backlog,
-                    counters=dict(self.counters),
+                    counters=self.all_counters(),
                 )
             )
             sd_notify(f"STATUS=frames {self.counters['frames']}, errors {self.counters['errors']}")
@@ -479,5 +501,8 @@ def run(settings: Settings, config_path: Path | None = None) -> int:
         daemon = Daemon(settings, config_path)
     except ModelError as exc:
         log.error("cannot start: model check failed", error=str(exc))
+        return 2
+    except CurveError as exc:
+        log.error("cannot start: CURVE", error=str(exc))
         return 2
     return asyncio.run(daemon.run())

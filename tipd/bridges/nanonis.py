@@ -33,6 +33,7 @@ import structlog
 import zmq
 
 from tipd.bridges.nanonis_tcp import NanonisClient, NanonisError
+from tipd.curve import Curve, required
 from tipd.frames import Frame
 from tipd.protocol import (
     Command,
@@ -76,7 +77,7 @@ class NanonisBridge:
         client: NanonisClient,
         config: BridgeConfig | None = None,
         ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
-        curve: Any = None,
+        curve: Curve | None = None,
     ) -> None:
         self.nanonis = client
         self.config = config or BridgeConfig()
@@ -86,9 +87,12 @@ class NanonisBridge:
         self.pub.setsockopt(zmq.LINGER, 500)
         self.router = ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        if curve is not None:
+        required({"control": self.config.control}, curve, "--curve-secret and --curve-allowed")
+        if curve is not None and curve.server_key is not None:
             curve.client(self.pub)
-            curve.server(self.router)
+        if curve is not None and curve.allowed is not None:
+            curve.server(self.router, "commands")
+        self.curve = curve
         self.pub.connect(self.config.frames)
         self.router.bind(self.config.control)
         self.poller = zmq.Poller()
@@ -106,6 +110,8 @@ class NanonisBridge:
     def close(self) -> None:
         self.pub.close()
         self.router.close()
+        if self.curve is not None:
+            self.curve.stop()
 
     def stop(self, *_: Any) -> None:
         self._stop = True

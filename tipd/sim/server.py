@@ -21,6 +21,7 @@ from typing import IO, Any
 import structlog
 import zmq
 
+from tipd.curve import Curve, required
 from tipd.protocol import ProtocolError, Reply, decode_command, encode_frame, encode_reply
 
 from .microscope import VirtualMicroscope
@@ -53,6 +54,7 @@ class SimServer:
         truth_path: Path | None = None,
         max_frames: int | None = None,
         action_time_scale: float = 1.0,
+        curve: Curve | None = None,
     ) -> None:
         self.mic = microscope
         self.endpoints = endpoints or SimEndpoints()
@@ -62,6 +64,8 @@ class SimServer:
         self.frames_done = 0
         self._stop = False
         self._truth: IO[str] | None = None
+        required({"control": self.endpoints.control}, curve, "--curve-secret and --curve-allowed")
+        self.curve = curve
 
     def stop(self, *_: Any) -> None:
         """Ask the loop to end after the current chunk (safe from a signal handler)."""
@@ -78,9 +82,13 @@ class SimServer:
         pub = ctx.socket(zmq.PUB)
         pub.setsockopt(zmq.LINGER, 500)
         pub.setsockopt(zmq.SNDHWM, 2000)
-        pub.connect(self.endpoints.frames)
         router = ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None and self.curve.server_key is not None:
+            self.curve.client(pub)
+        if self.curve is not None and self.curve.allowed is not None:
+            self.curve.server(router, "commands")
+        pub.connect(self.endpoints.frames)
         router.bind(self.endpoints.control)
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
@@ -130,6 +138,8 @@ class SimServer:
         finally:
             pub.close()
             router.close()
+            if self.curve is not None:
+                self.curve.stop()
             if self._truth is not None:
                 self._truth.close()
         log.info("sim stopped", frames=self.frames_done)
