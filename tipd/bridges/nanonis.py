@@ -81,13 +81,13 @@ class NanonisBridge:
     ) -> None:
         self.nanonis = client
         self.config = config or BridgeConfig()
+        required({"control": self.config.control}, curve, "--curve-secret and --curve-allowed")
         self.check = SafetyGate(limits=self.config.limits)
         ctx = ctx or zmq.Context.instance()
         self.pub = ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 500)
         self.router = ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        required({"control": self.config.control}, curve, "--curve-secret and --curve-allowed")
         if curve is not None and curve.server_key is not None:
             curve.client(self.pub)
         if curve is not None and curve.allowed is not None:
