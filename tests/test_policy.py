@@ -21,15 +21,28 @@ def test_acts_only_after_three_confident_frames_in_a_row() -> None:
     assert math.hypot(move.params["dx_nm"], move.params["dy_nm"]) == 150.0
 
 
-def test_low_confidence_or_other_states_break_the_streak() -> None:
+def test_unsure_or_good_frames_break_the_streak() -> None:
     p = Policy({"individual_atoms"})
     p.observe("double_tip", 0.95)
     p.observe("double_tip", 0.95)
-    assert p.observe("double_tip", 0.89) == []  # below 0.9: the streak restarts
+    assert p.observe("double_tip", 0.89) == []  # below 0.9 and not surely bad: restart
     p.observe("double_tip", 0.95)
-    p.observe("tip_change", 0.95)
+    p.observe("double_tip", 0.95)
+    assert p.observe("individual_atoms", 0.95) == []
     assert p.observe("double_tip", 0.95) == []
     assert p.observe("unknown", 1.0) == []
+
+
+def test_a_streak_of_bad_frames_acts_on_its_most_frequent_fault() -> None:
+    p = Policy({"individual_atoms"})
+    p.observe("double_tip", 0.95)
+    p.observe("tip_change", 0.95)
+    (pulse, _) = p.observe("double_tip", 0.6, bad=0.93)  # sure it is bad; double passed its
+    assert pulse.state == "double_tip" and pulse.confidence == 0.93  # threshold to be named
+    p.observe("step_edge", 0.99)
+    p.observe("unknown", 0.0, bad=0.95)
+    (move,) = p.observe("step_edge", 0.97)
+    assert move.state == "step_edge" and move.action == "move" and move.confidence == 0.97
 
 
 def test_a_frame_surely_bad_for_no_named_reason_is_a_poor_tip() -> None:
@@ -65,7 +78,7 @@ def test_a_refused_rung_is_tried_again_not_skipped() -> None:
 
 
 def test_sample_faults_move_to_fresh_areas() -> None:
-    p = Policy({"good"}, PolicyConfig(consecutive=1, move_nm=150.0))
+    p = Policy({"good"}, PolicyConfig(consecutive=1, move_nm=150.0, moves_before_tip=99))
     spots = [(0.0, 0.0)]
     for _ in range(12):
         (m,) = p.observe("step_edge", 0.99)
@@ -84,3 +97,25 @@ def test_every_default_rung_passes_the_default_gate() -> None:
             gate = SafetyGate(limits=limits)
             c = Command(microscope="stm1", action=rung.action, params=params)  # type: ignore[arg-type]
             assert gate.check(c, (0.0, 0.0)).allowed, (state, rung)
+
+
+def test_a_sample_fault_that_follows_every_move_is_blamed_on_the_tip() -> None:
+    p = Policy({"individual_atoms"}, PolicyConfig(consecutive=1))
+    assert [a.action for a in p.observe("corruption", 0.95)] == ["move"]
+    assert [a.action for a in p.observe("corruption", 0.95)] == ["move"]
+    pulse, _ = p.observe("corruption", 0.95)  # two moves and still there: the tip
+    assert pulse.state == "poor" and pulse.action == "pulse"
+    p.observe("unknown", 0.0, bad=0.1)  # a good-looking frame: the sample may be at fault again
+    assert [a.action for a in p.observe("corruption", 0.95)] == ["move"]
+
+
+def test_weak_evidence_acts_when_it_persists() -> None:
+    p = Policy({"individual_atoms"})
+    for _ in range(7):
+        assert p.observe("unknown", 0.0, bad=0.6) == []
+    pulse, move = p.observe("double_tip", 0.8, bad=0.6)
+    assert pulse.state == "poor" and pulse.confidence == 0.6 and move.action == "move"
+    for _ in range(7):
+        p.observe("unknown", 0.0, bad=0.6)
+    assert p.observe("unknown", 0.0, bad=0.4) == []  # more likely good: the streak breaks
+    assert all(p.observe("unknown", 0.0, bad=0.6) == [] for _ in range(7))

@@ -65,7 +65,7 @@ class NoConditioning:
         pass
 
 
-def discontinuities(z: np.ndarray, k: float = 8.0) -> int:
+def discontinuities(z: np.ndarray, k: float = 5.0) -> int:
     """Number of horizontal discontinuities in a frame ``z`` ``(rows, cols)`` (any unit): lines
     whose median step from the line before is more than ``k`` robust standard deviations
     (1.4826 · MAD) from the frame's typical step. A tip change shifts every pixel of the line
@@ -146,7 +146,7 @@ class TipdConditioner:
     def decide(self, frame: Frame, t_s: float) -> list[Command]:
         self._t = t_s
         decision = self.ensemble.classify([frame])[0]
-        if decision.desirable:
+        if self.policy.good(decision.state, decision.bad):
             self.gate.good_frame()
         confidence = decision.classes.get(decision.state, 0.0)
         out: list[Command] = []

@@ -41,10 +41,16 @@ class SafetyConfig(BaseModel):
 
 
 class PolicySettings(BaseModel):
+    """:class:`tipd.policy.PolicyConfig`'s figures (its ladders are not configurable here)."""
+
     model_config = ConfigDict(extra="forbid")
-    confidence: float = Field(0.9, ge=0, le=1)  #: act only on states at least this confident
-    consecutive: int = Field(3, ge=1)  #: ... seen this many decisions in a row
+    confidence: float = Field(0.9, ge=0, le=1)  #: a decision surely bad at this confidence ...
+    consecutive: int = Field(3, ge=1)  #: ... this many decisions in a row act
+    weak_confidence: float = Field(0.5, ge=0, le=1)  #: a decision more likely bad ...
+    weak_consecutive: int = Field(8, ge=1)  #: ... this many in a row act too
+    moves_before_tip: int = Field(2, ge=0)  #: moves for a sample fault before blaming the tip
     move_nm: float = Field(150.0, gt=0)  #: step of a move to a fresh area
+    relocate: bool = True  #: move to a fresh area right after each pulse or crash
 
 
 class ControllerSettings(BaseModel):

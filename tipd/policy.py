@@ -73,8 +73,13 @@ DEFAULT_LADDERS: dict[str, tuple[Rung, ...]] = {
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    confidence: float = 0.9
-    consecutive: int = 3
+    """When to act (see :meth:`Policy.observe`) and how far to move."""
+
+    confidence: float = 0.9  #: a frame is surely bad at this confidence ...
+    consecutive: int = 3  #: ... and this many surely bad frames in a row act
+    weak_confidence: float = 0.5  #: a frame more likely bad than good ...
+    weak_consecutive: int = 8  #: ... and this many of them in a row act too
+    moves_before_tip: int = 2  #: moves for a sample fault before blaming the tip instead
     move_nm: float = 150.0  #: length of a move to a fresh area
     relocate: bool = True  #: move to a fresh area right after every pulse or crash
     ladders: dict[str, tuple[Rung, ...]] = field(default_factory=lambda: dict(DEFAULT_LADDERS))
@@ -93,44 +98,88 @@ class Proposal:
     follow_up: bool = False  #: a move that follows a pulse or crash to a fresh area
 
 
+SAMPLE_FAULTS = frozenset(("step_edge", "impurity", "corruption", "generic_defect"))
+
+
 class Policy:
     """The policy of one microscope. ``desirable`` names the good states of its model."""
 
     def __init__(self, desirable: set[str], config: PolicyConfig | None = None) -> None:
         self.desirable = desirable
         self.config = config or PolicyConfig()
-        self.streak_state: str | None = None
-        self.streak = 0
+        self.faults: list[tuple[str, float]] = []  #: the surely-bad streak: (fault, confidence)
+        self.weak: list[tuple[str, float]] = []  #: the more-likely-bad streak
         self.rungs: dict[str, int] = {}
         self.moves = 0
+        self.sample_moves = 0  #: moves for sample faults since the last good frame
 
-    def observe(
-        self, state: str, confidence: float, frame_id: str = "", bad: float = 0.0
-    ) -> list[Proposal]:
-        """One decision: the winning ``state``, its confidence 0–1 and ``bad``, the confidence
-        0–1 that the frame is not good. Returns what to send, in order (often nothing)."""
+    def good(self, state: str, bad: float) -> bool:
+        """Whether a frame counts as good: a desirable state, or more likely good than bad."""
+        return state in self.desirable or bad < self.config.weak_confidence
+
+    def fault(self, state: str, confidence: float, bad: float) -> tuple[str, float] | None:
+        """What is surely wrong with one frame, and how sure: the winning ``state`` when it
+        has a ladder and is at least ``confidence`` sure; else, when the frame is surely bad
+        (``bad`` ≥ ``confidence``), that state if it has a ladder (it passed its precision
+        threshold), or ``poor``; None when the frame is good or the evidence unsure."""
         cfg = self.config
         if state in self.desirable:
-            self.streak_state, self.streak = None, 0
+            return None
+        if state in cfg.ladders and confidence >= cfg.confidence:
+            return state, confidence
+        if bad >= cfg.confidence:
+            return (state if state in cfg.ladders else "poor"), bad
+        return None
+
+    def observe(
+        self, state: str, confidence: float, frame_id: str = "", bad: float | None = None
+    ) -> list[Proposal]:
+        """One decision: the winning ``state``, its confidence 0–1 and ``bad``, the confidence
+        0–1 that the frame is not good (default: ``confidence`` for an undesirable state).
+        Returns what to send, in order (often nothing).
+
+        DESIGN.md's rule, "act after 3 consecutive frames bad at confidence ≥ 0.9": a streak
+        of ``consecutive`` frames each with a :meth:`fault` acts on the fault seen most often
+        in it (the latest on a tie). Weaker evidence held longer acts too: ``weak_consecutive``
+        frames in a row each more likely bad than good (``bad`` ≥ ``weak_confidence``; with
+        8 frames in a row, a model whose good frames look bad one time in ten errs one time in
+        10⁸). A sample fault that persists through ``moves_before_tip`` moves is blamed on the
+        tip (``poor``). A good frame resets everything; an unsure one breaks the streaks."""
+        cfg = self.config
+        if bad is None:
+            bad = 0.0 if state in self.desirable else confidence
+        if self.good(state, bad):
+            self.sample_moves = 0
             self.rungs.clear()
+        if state in self.desirable:
+            self.faults.clear()
+            self.weak.clear()
             return []
-        if confidence < cfg.confidence or state not in cfg.ladders:
-            if bad >= cfg.confidence and "poor" in cfg.ladders:
-                state, confidence = "poor", bad
-            else:
-                self.streak_state, self.streak = None, 0  # uncertain evidence breaks the streak
-                return []
-        if state == self.streak_state:
-            self.streak += 1
+        named = state if state in cfg.ladders else "poor"
+        sure = self.fault(state, confidence, bad)
+        self.faults = [*self.faults, sure] if sure is not None else []
+        self.weak = [*self.weak, (named, bad)] if bad >= cfg.weak_confidence else []
+        if len(self.faults) >= cfg.consecutive:
+            streak = self.faults
+        elif len(self.weak) >= cfg.weak_consecutive:
+            streak = self.weak
         else:
-            self.streak_state, self.streak = state, 1
-        if self.streak < cfg.consecutive:
+            return []
+        names = [f for f, _ in streak]
+        state = max(reversed(names), key=names.count)  # most frequent, latest on a tie
+        confidence = min(c for f, c in streak if f == state)
+        self.faults, self.weak = [], []  # fresh evidence is needed before the next action
+        if state in SAMPLE_FAULTS:
+            if self.sample_moves >= cfg.moves_before_tip:
+                state = "poor"  # moved away and it is still there: the tip is at fault
+            else:
+                self.sample_moves += 1
+        if state not in cfg.ladders:
             return []
         ladder = cfg.ladders[state]
         rung = self.rungs.get(state, 0)
         step = ladder[min(rung, len(ladder) - 1)]
         self.rungs[state] = rung + 1
-        self.streak = 0  # fresh evidence is needed before the next action
         params = dict(step.params)
         if step.action == "move":
             params = self._next_move()

@@ -151,11 +151,7 @@ class Daemon:
                 name,
                 Policy(
                     desirable,
-                    PolicyConfig(
-                        confidence=s.policy.confidence,
-                        consecutive=s.policy.consecutive,
-                        move_nm=s.policy.move_nm,
-                    ),
+                    PolicyConfig(**s.policy.model_dump()),
                 ),
                 SafetyGate(limits=limits, stop_file=s.safety.stop_file),
             )
@@ -399,7 +395,7 @@ class Daemon:
                 latency_ms=latency,
             )
         )
-        if decision.desirable:
+        if mic.policy.good(decision.state, decision.bad):
             mic.gate.good_frame()
         confidence = decision.classes.get(decision.state, 0.0)
         for proposal in mic.policy.observe(
