@@ -31,7 +31,8 @@ from tipd.closedloop import (
 from tipd.ensemble import Ensemble
 from tipd.models import find
 
-POLICIES = ("none", "heuristic", "tipd")
+#: heuristic: Scanbot's 5 bad frames in a row; heuristic-1: the same acting on the first one
+POLICIES = ("none", "heuristic", "heuristic-1", "tipd")
 
 
 def _conditioner(policy: str, model: Path | None) -> Conditioner:
@@ -39,6 +40,8 @@ def _conditioner(policy: str, model: Path | None) -> Conditioner:
         return NoConditioning()
     if policy == "heuristic":
         return ScanbotHeuristic("stm1")
+    if policy == "heuristic-1":
+        return ScanbotHeuristic("stm1", bad_run=1, name="heuristic-1")
     assert model is not None
     return TipdConditioner(Ensemble(model, prefer_gpu=False, threads=1), "stm1")
 
@@ -76,7 +79,7 @@ def main() -> None:
         f"at most {args.max_frames} frames of 64 s; {time.monotonic() - start:.0f} s wall"
     )
     head = (
-        f"{'policy':<10} {'recovered':>9} {'frames med/p90':>15} {'minutes med/p90':>16} "
+        f"{'policy':<12} {'recovered':>9} {'frames med/p90':>15} {'minutes med/p90':>16} "
         f"{'actions':>8} {'violations':>10} {'refused':>8}"
     )
     print(head)
@@ -89,7 +92,7 @@ def main() -> None:
         frames = f"{fmt(s.frames_median, '.0f')} / {fmt(s.frames_p90, '.0f')}"
         minutes = f"{fmt(s.minutes_median, '.1f')} / {fmt(s.minutes_p90, '.1f')}"
         print(
-            f"{s.policy:<10} {s.recovered:>5}/{s.episodes:<3} {frames:>15} {minutes:>16} "
+            f"{s.policy:<12} {s.recovered:>5}/{s.episodes:<3} {frames:>15} {minutes:>16} "
             f"{s.actions_mean:>8.1f} {s.violations:>10} {s.refused_by_microscope:>8}"
         )
     if args.json:

@@ -134,4 +134,4 @@ def test_bench_script_prints_a_row_per_policy() -> None:
         check=True,
     ).stdout
     rows = {line.split()[0] for line in out.splitlines()[2:]}
-    assert rows == {"none", "heuristic", "tipd"}, out
+    assert rows == {"none", "heuristic", "heuristic-1", "tipd"}, out

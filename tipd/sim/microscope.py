@@ -148,6 +148,7 @@ class VirtualMicroscope:
         self._z_offset = 0.0
         self.frame: _FrameState | None = None
         self._executed: OrderedDict[str, Reply] = OrderedDict()
+        self.dropped: list[dict[str, Any]] = []  #: truth of frames abandoned mid-scan
 
     # ----------------------------------------------------------------- scanning
 
@@ -262,6 +263,13 @@ class VirtualMicroscope:
         if f is None or not self.frame_complete:
             raise RuntimeError("the frame is not complete")
         frame = self.frame_message(f.data, t_acquired)
+        truth = self._truth(f, frame.t_acquired)
+        self.tip = tipstate.wear(self.tip, self.rates, self.rng)
+        self.frame = None
+        return frame, truth
+
+    def _truth(self, f: _FrameState, t: float) -> dict[str, Any]:
+        """The truth record of frame ``f`` as scanned so far (``rows`` of it)."""
         impurity_kind = "cluster" if self.surface == "hsi100" else "impurity"
         labels = truth_labels(
             self.tax,
@@ -272,12 +280,14 @@ class VirtualMicroscope:
             impurities=kinds_in_view(self.sample, f.grid, impurity_kind),
             contaminated=self.tip.contaminated,
         )
-        truth = {
+        return {
             "record": "frame",
             "microscope": self.name,
             "frame_id": f.frame_id,
             "seq": f.seq,
-            "t": frame.t_acquired,
+            "t": t,
+            "rows": f.row,
+            "complete": f.row >= f.data.shape[0],
             "position_nm": list(self.position_nm),
             "tip_start": f.tip_start,
             "tip_end": self.tip.to_dict(),
@@ -287,9 +297,14 @@ class VirtualMicroscope:
             "labels": [n for n, v in zip(self.tax.labels, labels, strict=True) if v],
             "craters": len(self.sample.craters),
         }
-        self.tip = tipstate.wear(self.tip, self.rates, self.rng)
+
+    def _drop_frame(self) -> None:
+        """Abandon the frame in progress (a move, rescan or withdraw); its truth so far goes
+        to :attr:`dropped` (the server writes it), so the truth log misses no scanned line."""
+        f = self.frame
+        if f is not None and f.row > 0:
+            self.dropped.append(self._truth(f, time.time()))
         self.frame = None
-        return frame, truth
 
     def frame_message(self, data: np.ndarray, t_acquired: float | None = None) -> Frame:
         """A :class:`Frame` with this microscope's metadata around ``data`` (metres)."""
@@ -390,15 +405,15 @@ class VirtualMicroscope:
             self.position_nm = (self.position_nm[0] + p.dx_nm, self.position_nm[1] + p.dy_nm)
             self._creep = min(5.0, 0.01 * math.hypot(p.dx_nm, p.dy_nm))
             self.withdrawn = False
-            self.frame = None
+            self._drop_frame()
             return f"moved to ({self.position_nm[0]:.1f}, {self.position_nm[1]:.1f}) nm", 0.2
         if command.action == "rescan":
             self.withdrawn = False
-            self.frame = None
+            self._drop_frame()
             return "rescanning", 0.0
         if command.action == "withdraw":
             self.withdrawn = True
-            self.frame = None
+            self._drop_frame()
             return "withdrawn; move or rescan to approach", 0.1
         raise AssertionError(f"unhandled action {command.action}")
 

@@ -168,6 +168,9 @@ class SimServer:
             if done.seconds and self.action_time_scale:
                 time.sleep(min(done.seconds * self.action_time_scale, 10.0))
             router.send_multipart([identity, *encode_reply(done.reply)])
+            for record in self.mic.dropped:  # the frame the command interrupted, so far
+                self._write_truth(record)
+            self.mic.dropped.clear()
             if done.record is not None:
                 self._write_truth(done.record)
             log.info(
