@@ -7,8 +7,9 @@
 2. Sustained: 50 frames per second for ``--seconds``; frames answered, and the daemon's resident
    memory at the start and end (flat means no growth).
 3. Streaming: 512-line synthetic frames with a tip change at a known line, sent in 16-line
-   chunks; lines from the change to the first window decided ``tip_change`` (or with tip-change
-   confidence ≥ 0.5). Target: median ≤ 16 lines.
+   chunks; lines from the change to the first window whose state event reports it: a line
+   jump at the change line (±2), or the window decided ``tip_change`` (or tip-change confidence
+   ≥ 0.5). Target: median ≤ 16 lines.
 """
 
 from __future__ import annotations
@@ -158,7 +159,12 @@ events = "{events_ep}"
                     ev = decode_event(parts).model_dump()
                     if ev["frame_id"] != f"tc{k}" or ev["rows_seen"] <= row:
                         continue
-                    if ev["state"] == "tip_change" or ev["voted"].get("tip_change", 0) >= 0.5:
+                    jump = any(row - 1 <= r <= row + 2 for r in ev["line_jumps"])
+                    if (
+                        jump
+                        or ev["state"] == "tip_change"
+                        or ev["voted"].get("tip_change", 0) >= 0.5
+                    ):
                         detected = ev["rows_seen"] - row
                 if detected is not None:
                     break

@@ -15,13 +15,13 @@ from tipd.closedloop import (
     NoConditioning,
     ScanbotHeuristic,
     TipdConditioner,
-    discontinuities,
     run_episode,
     summarise,
 )
 from tipd.ensemble import Ensemble
 from tipd.frames import Frame
 from tipd.models import find
+from tipd.preprocess import line_jumps
 from tipd.protocol import Command, Reply
 from tipd.safety import Limits
 from tipd.sim.microscope import ScanSettings
@@ -36,14 +36,16 @@ def noisy_frame(rng: np.random.Generator) -> np.ndarray:
     return z + np.cumsum(rng.normal(0, 0.003, 128))[:, None]
 
 
-def test_discontinuities_see_a_tip_change_and_not_noise() -> None:
+def test_line_jumps_see_a_tip_change_and_not_noise() -> None:
     rng = np.random.default_rng(0)
     for _ in range(20):
-        assert discontinuities(noisy_frame(rng)) == 0
+        assert len(line_jumps(noisy_frame(rng))) == 0
     z = noisy_frame(rng)
     z[70:] += 0.2  # the apex got shorter at line 70
-    assert discontinuities(z) == 1
-    assert discontinuities(np.full((4, 4), 1.0)) == 0  # too few lines to judge
+    assert list(line_jumps(z)) == [70]
+    z[100:] = np.nan  # not scanned yet
+    assert list(line_jumps(z)) == [70]
+    assert len(line_jumps(np.full((4, 4), 1.0))) == 0  # too few lines to judge
 
 
 def test_heuristic_indents_after_five_bad_frames_then_moves() -> None:

@@ -200,7 +200,9 @@ def test_bad_input_gets_an_error_event_and_the_daemon_keeps_serving(daemon: Daem
 
 def test_line_chunks_are_classified_mid_frame(daemon: Daemon) -> None:
     f = frame(rows=64, frame_id="streamed")
+    f.data[37:] += 2e-10  # the tip got shorter at line 37
     seen: list[int] = []
+    jumps: dict[int, list[int]] = {}
     for first in range(0, 64, 8):  # paced like a scan, so each chunk is the newest message
         daemon.send(encode_frame(f.header(first, 8), f.data[first : first + 8]))
         end = time.monotonic() + 1.0
@@ -208,10 +210,15 @@ def test_line_chunks_are_classified_mid_frame(daemon: Daemon) -> None:
             if daemon.sub.poll(50):
                 parts = daemon.sub.recv_multipart()
                 if parts[0] == b"state.stm1":
-                    seen.append(int(decode_event(parts).model_dump()["rows_seen"]))
+                    ev = decode_event(parts).model_dump()
+                    seen.append(int(ev["rows_seen"]))
+                    jumps[seen[-1]] = ev["line_jumps"]
                     break
     # windows are decided as lines arrive, before the frame is complete
     assert len(seen) >= 3 and seen == sorted(seen) and seen[0] < 64 and min(seen) >= 16
+    # the line jump is reported at its frame row by the first window that holds it
+    assert all(j == [] for n, j in jumps.items() if n <= 37), jumps
+    assert jumps[min(n for n in jumps if n > 38)] == [37], jumps
 
 
 def test_a_tampered_model_stops_the_start(

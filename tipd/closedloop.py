@@ -28,11 +28,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
 from tipd.ensemble import Ensemble
 from tipd.frames import Frame
 from tipd.policy import Policy, PolicyConfig, Proposal
+from tipd.preprocess import line_jumps
 from tipd.protocol import Command, Reason, Reply
 from tipd.safety import Limits, SafetyGate
 from tipd.sim.microscope import DEFAULT_SCAN_NM, ScanSettings, VirtualMicroscope
@@ -65,23 +64,6 @@ class NoConditioning:
         pass
 
 
-def discontinuities(z: np.ndarray, k: float = 5.0) -> int:
-    """Number of horizontal discontinuities in a frame ``z`` ``(rows, cols)`` (any unit): lines
-    whose median step from the line before is more than ``k`` robust standard deviations
-    (1.4826 · MAD) from the frame's typical step. A tip change shifts every pixel of the line
-    after it; noise, drift and tilt move the line medians smoothly."""
-    z = np.asarray(z, dtype=np.float64)
-    if z.ndim != 2 or z.shape[0] < 8:
-        return 0
-    steps = np.nanmedian(np.diff(z, axis=0), axis=1)
-    steps = steps[np.isfinite(steps)]
-    if steps.size < 4:
-        return 0
-    centre = np.median(steps)
-    scale = 1.4826 * np.median(np.abs(steps - centre)) + 1e-30
-    return int(np.count_nonzero(np.abs(steps - centre) > k * scale))
-
-
 @dataclass
 class ScanbotHeuristic:
     """Scanbot-style conditioning without ML (see the module docstring)."""
@@ -96,7 +78,7 @@ class ScanbotHeuristic:
     _moves: int = 0
 
     def decide(self, frame: Frame, t_s: float) -> list[Command]:
-        if discontinuities(frame.data) == 0:
+        if len(line_jumps(frame.data)) == 0:
             self._bad, self._indent = 0, 0
             return []
         self._bad += 1

@@ -126,3 +126,29 @@ def model_input(
     u = to_model_input(z, size)
     planes = [u if c == "height" else autocorrelation(u) for c in channels]
     return np.stack(planes).astype(np.float32)
+
+
+def line_jumps(z: np.ndarray, k: float = 5.0) -> np.ndarray:
+    """Rows of ``z`` ``(rows, cols)`` (any unit) that start a horizontal discontinuity: the
+    median step from the line before lies more than ``k`` robust standard deviations (1.4826 ·
+    MAD) from the frame's typical line-to-line step. A tip change shifts every pixel of the
+    lines after it; noise, drift, tilt and line offsets move line medians smoothly. Returns
+    row indices (int, ascending; empty for fewer than 8 lines)."""
+    z = np.asarray(z)
+    if z.ndim != 2 or z.shape[0] < 8:
+        return np.zeros(0, dtype=int)
+    stride = max(1, z.shape[1] // 128)  # 128 columns are plenty for a median (and fast)
+    diff = np.diff(z[:, ::stride].astype(np.float64), axis=0)
+    if np.isfinite(diff).all():
+        steps = np.median(diff, axis=1)
+    else:
+        with warnings.catch_warnings():  # all-NaN lines (not yet scanned) give NaN steps
+            warnings.simplefilter("ignore", RuntimeWarning)
+            steps = np.nanmedian(diff, axis=1)
+    finite = np.isfinite(steps)
+    if finite.sum() < 4:
+        return np.zeros(0, dtype=int)
+    centre = np.median(steps[finite])
+    scale = 1.4826 * np.median(np.abs(steps[finite] - centre)) + 1e-30
+    out: np.ndarray = np.flatnonzero(finite & (np.abs(steps - centre) > k * scale)) + 1
+    return out

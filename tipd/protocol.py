@@ -246,6 +246,8 @@ class StateEvent(_Event):
     state: str
     desirable: bool
     latency_ms: Annotated[float, Field(ge=0, strict=False)]
+    #: frame rows that start a horizontal discontinuity (a tip change) in what was classified
+    line_jumps: list[Annotated[int, Field(ge=0)]] = []
 
 
 class ActionEvent(_Event):

@@ -40,6 +40,7 @@ from tipd.frames import Frame, LineAssembler
 from tipd.journal import Journal
 from tipd.models import ModelError, find, models_root
 from tipd.policy import Policy, PolicyConfig, Proposal
+from tipd.preprocess import line_jumps
 from tipd.protocol import (
     ActionEvent,
     Command,
@@ -354,8 +355,9 @@ class Daemon:
             stop = partial.last_row + 1
             window = partial.frame.data[max(0, stop - s.window_lines) : stop]
             if np.isfinite(window).any():
+                first = max(0, stop - s.window_lines)
                 await self.decide(
-                    mic, partial.frame.replace(data=window), header, seen, "window", t0
+                    mic, partial.frame.replace(data=window), header, seen, "window", t0, first
                 )
 
     async def decide(
@@ -366,9 +368,13 @@ class Daemon:
         rows_seen: int,
         kind: str,
         t0: float,
+        first_row: int = 0,
     ) -> None:
+        """Classify ``frame`` (a whole frame, or a window starting at ``first_row``), publish
+        and journal the decision with the line jumps it shows, and let the policy act."""
         ens = self.model_for(header.surface)
         decision: Decision = ens.classify([frame])[0]
+        jumps = [first_row + int(r) for r in line_jumps(frame.data)]
         latency = (time.perf_counter() - t0) * 1e3
         self.counters["decisions"] += 1
         self.journal.frame(
@@ -393,6 +399,7 @@ class Daemon:
                 state=decision.state,
                 desirable=decision.desirable,
                 latency_ms=latency,
+                line_jumps=jumps,
             )
         )
         if mic.policy.good(decision.state, decision.bad):
