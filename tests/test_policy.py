@@ -119,3 +119,14 @@ def test_weak_evidence_acts_when_it_persists() -> None:
         p.observe("unknown", 0.0, bad=0.6)
     assert p.observe("unknown", 0.0, bad=0.4) == []  # more likely good: the streak breaks
     assert all(p.observe("unknown", 0.0, bad=0.6) == [] for _ in range(7))
+
+
+def test_windows_count_only_when_they_name_a_state_surely() -> None:
+    p = Policy({"individual_atoms"})
+    for _ in range(20):  # unsure windows: no evidence, and no streak broken either
+        assert p.observe("corruption", 0.7, bad=0.99, window=True) == []
+    p.observe("double_tip", 0.95, window=True)
+    p.observe("unknown", 0.1, bad=0.99, window=True)
+    p.observe("double_tip", 0.95, window=True)
+    (pulse, _) = p.observe("double_tip", 0.95, window=True)
+    assert pulse.state == "double_tip"

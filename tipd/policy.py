@@ -132,11 +132,18 @@ class Policy:
         return None
 
     def observe(
-        self, state: str, confidence: float, frame_id: str = "", bad: float | None = None
+        self,
+        state: str,
+        confidence: float,
+        frame_id: str = "",
+        bad: float | None = None,
+        window: bool = False,
     ) -> list[Proposal]:
         """One decision: the winning ``state``, its confidence 0–1 and ``bad``, the confidence
         0–1 that the frame is not good (default: ``confidence`` for an undesirable state).
-        Returns what to send, in order (often nothing).
+        Returns what to send, in order (often nothing). A ``window`` decision (the newest
+        lines of a frame in progress, squeezed into the model's square input) counts only
+        when it names a state at ``confidence``: its ``bad`` is not trusted either way.
 
         DESIGN.md's rule, "act after 3 consecutive frames bad at confidence ≥ 0.9": a streak
         of ``consecutive`` frames each with a :meth:`fault` acts on the fault seen most often
@@ -146,8 +153,10 @@ class Policy:
         10⁸). A sample fault that persists through ``moves_before_tip`` moves is blamed on the
         tip (``poor``). A good frame resets everything; an unsure one breaks the streaks."""
         cfg = self.config
-        if bad is None:
+        if bad is None or window:
             bad = 0.0 if state in self.desirable else confidence
+        if window and state not in self.desirable and confidence < cfg.confidence:
+            return []  # neither evidence nor counter-evidence
         if self.good(state, bad):
             self.sample_moves = 0
             self.rungs.clear()
@@ -158,7 +167,8 @@ class Policy:
         named = state if state in cfg.ladders else "poor"
         sure = self.fault(state, confidence, bad)
         self.faults = [*self.faults, sure] if sure is not None else []
-        self.weak = [*self.weak, (named, bad)] if bad >= cfg.weak_confidence else []
+        if not window:
+            self.weak = [*self.weak, (named, bad)] if bad >= cfg.weak_confidence else []
         if len(self.faults) >= cfg.consecutive:
             streak = self.faults
         elif len(self.weak) >= cfg.weak_consecutive:

@@ -402,11 +402,13 @@ class Daemon:
                 line_jumps=jumps,
             )
         )
-        if mic.policy.good(decision.state, decision.bad):
+        if decision.desirable or (
+            kind == "frame" and mic.policy.good(decision.state, decision.bad)
+        ):
             mic.gate.good_frame()
         confidence = decision.classes.get(decision.state, 0.0)
         for proposal in mic.policy.observe(
-            decision.state, confidence, header.frame_id, decision.bad
+            decision.state, confidence, header.frame_id, decision.bad, window=kind == "window"
         ):
             command = Command(
                 microscope=mic.name,

@@ -115,6 +115,8 @@ class _FrameState:
     row: int = 0
     changes: list[TipChange] = field(default_factory=list)
     tips: list[Tip] = field(default_factory=list)
+    #: the frame's 1/f noise (nm), drawn whole at the start: it runs on across chunks
+    pink: np.ndarray | None = None
 
 
 class VirtualMicroscope:
@@ -173,6 +175,7 @@ class VirtualMicroscope:
             data=np.full((s.pixels, s.pixels), np.nan),
             tip_start=self.tip.to_dict(),
             tips=[self.tip.imaging_tip],
+            pink=pink_noise((s.pixels, s.pixels), self.rng, art.pink_nm),
         )
         self.seq += 1
 
@@ -235,7 +238,8 @@ class VirtualMicroscope:
         )
         self._line_offset = float(offsets[-1])
         out += offsets[:, None]
-        out += pink_noise(z.shape, self.rng, art.pink_nm)
+        if f.pink is not None:  # one 1/f series over the whole frame, not one per chunk
+            out += f.pink[first_row : first_row + n]
         out += self.rng.normal(0, art.white_nm, z.shape)
         if self.tip.contaminated:  # loose material on the apex: a noisy, streaky junction
             out += self.rng.normal(0, 3 * art.white_nm + 0.003, z.shape)

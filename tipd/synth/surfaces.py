@@ -481,13 +481,18 @@ class Sample:
         return tile
 
     def features_near(self, grid: ScanGrid, margin_nm: float = 4.0) -> Features:
-        """Every blob within the frame's bounding box plus ``margin_nm``."""
+        """Every blob within the bounding box of the grid's rows (which may be a few rows of a
+        frame, as a scan in chunks renders them) plus ``margin_nm``."""
         eu, ev = grid.axes
-        w, h = grid.size_nm
-        pad = margin_nm + float(np.abs(grid.shift).max(initial=0)) + float(np.ptp(grid.v) - h) / 2
-        hx = (abs(eu[0]) * w + abs(ev[0]) * h) / 2 + pad
-        hy = (abs(eu[1]) * w + abs(ev[1]) * h) / 2 + pad
-        cx, cy = grid.centre_nm
+        shift = grid.shift if len(grid.shift) else np.zeros(1)
+        u0 = float(grid.u.min()) + float(shift.min()) - margin_nm
+        u1 = float(grid.u.max()) + float(shift.max()) + margin_nm
+        v0, v1 = float(grid.v.min()) - margin_nm, float(grid.v.max()) + margin_nm
+        corners = [(u, v) for u in (u0, u1) for v in (v0, v1)]
+        xs = [grid.centre_nm[0] + eu[0] * u + ev[0] * v for u, v in corners]
+        ys = [grid.centre_nm[1] + eu[1] * u + ev[1] * v for u, v in corners]
+        cx, cy = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
+        hx, hy = (max(xs) - min(xs)) / 2, (max(ys) - min(ys)) / 2
         t = self.tile_nm
         ix0, ix1 = math.floor((cx - hx) / t), math.floor((cx + hx) / t)
         iy0, iy1 = math.floor((cy - hy) / t), math.floor((cy + hy) / t)
