@@ -24,7 +24,6 @@ Nanonis units are SI (m, V, s, A); the wire's are nm, V, s, A.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ import zmq
 from tipd.bridges.nanonis_tcp import NanonisClient, NanonisError
 from tipd.curve import Curve, required
 from tipd.frames import Frame
+from tipd.once import RepliesById
 from tipd.protocol import (
     Command,
     CrashParams,
@@ -97,7 +97,7 @@ class NanonisBridge:
         self.router.bind(self.config.control)
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
-        self.executed: OrderedDict[str, Reply] = OrderedDict()
+        self.executed = RepliesById()
         self.withdrawn = False
         self.scanning = False
         self.frames_done = 0
@@ -239,9 +239,7 @@ class NanonisBridge:
                 reply = Reply(id=command.id, status="done", detail=detail, t_done=time.time())
             except NanonisError as exc:
                 reply = Reply(id=command.id, status="failed", detail=str(exc), t_done=time.time())
-        self.executed[command.id] = reply
-        if len(self.executed) > 10000:
-            self.executed.popitem(last=False)
+        self.executed.remember(reply)
         log.info(
             "command",
             id=command.id,

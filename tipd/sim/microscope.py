@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from tipd.frames import Frame
+from tipd.once import RepliesById
 from tipd.protocol import Command, CrashParams, MoveParams, PulseParams, Reply
 from tipd.synth.artefacts import (
     Artefacts,
@@ -149,7 +149,7 @@ class VirtualMicroscope:
         self._line_offset = 0.0
         self._z_offset = 0.0
         self.frame: _FrameState | None = None
-        self._executed: OrderedDict[str, Reply] = OrderedDict()
+        self._executed = RepliesById()
         self.dropped: list[dict[str, Any]] = []  #: truth of frames abandoned mid-scan
 
     # ----------------------------------------------------------------- scanning
@@ -336,7 +336,7 @@ class VirtualMicroscope:
         reply = Reply(
             id=record["id"], status=record["status"], detail=record["detail"], t_done=record["t"]
         )
-        self._executed[reply.id] = reply
+        self._executed.remember(reply)
 
     def execute(self, command: Command) -> Execution:
         """Execute ``command`` once.
@@ -362,9 +362,7 @@ class VirtualMicroscope:
         else:
             detail, seconds = self._apply(command)
             reply = Reply(id=command.id, status="done", detail=detail, t_done=time.time())
-        self._executed[command.id] = reply
-        if len(self._executed) > 10000:
-            self._executed.popitem(last=False)
+        self._executed.remember(reply)
         record = {
             "record": "command",
             "microscope": self.name,
