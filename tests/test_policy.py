@@ -130,3 +130,15 @@ def test_windows_count_only_when_they_name_a_state_surely() -> None:
     p.observe("double_tip", 0.95, window=True)
     (pulse, _) = p.observe("double_tip", 0.95, window=True)
     assert pulse.state == "double_tip"
+
+
+def test_after_conditioning_windows_wait_for_a_whole_frame() -> None:
+    p = Policy({"individual_atoms"}, PolicyConfig(consecutive=1))
+    pulse, _ = p.observe("double_tip", 0.95, window=True)
+    assert pulse.action == "pulse"
+    for _ in range(5):  # the frame in progress is partly the old tip: no evidence
+        assert p.observe("double_tip", 0.99, window=True) == []
+    (again, _) = p.observe("double_tip", 0.95)  # a whole frame: evidence again
+    assert again.rung == 1
+    p.refused(again)
+    assert p.observe("double_tip", 0.99, window=True)[0].rung == 1  # nothing was done

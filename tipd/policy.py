@@ -112,6 +112,8 @@ class Policy:
         self.rungs: dict[str, int] = {}
         self.moves = 0
         self.sample_moves = 0  #: moves for sample faults since the last good frame
+        #: after a pulse or crash, windows are ignored until a whole frame has been seen
+        self.await_frame = False
 
     def good(self, state: str, bad: float) -> bool:
         """Whether a frame counts as good: a desirable state, or more likely good than bad."""
@@ -153,6 +155,10 @@ class Policy:
         10⁸). A sample fault that persists through ``moves_before_tip`` moves is blamed on the
         tip (``poor``). A good frame resets everything; an unsure one breaks the streaks."""
         cfg = self.config
+        if window and self.await_frame:
+            return []  # the frame in progress was partly scanned before the last action
+        if not window:
+            self.await_frame = False
         if bad is None or window:
             bad = 0.0 if state in self.desirable else confidence
         if window and state not in self.desirable and confidence < cfg.confidence:
@@ -194,6 +200,8 @@ class Policy:
         if step.action == "move":
             params = self._next_move()
         out = [Proposal(state, confidence, step.action, params, rung, frame_id)]
+        if step.action in ("pulse", "crash"):
+            self.await_frame = True
         if cfg.relocate and step.action in ("pulse", "crash"):
             move = self._next_move()
             out.append(Proposal(state, confidence, "move", move, rung, frame_id, True))
@@ -201,6 +209,8 @@ class Policy:
 
     def refused(self, proposal: Proposal) -> None:
         """The gate (or the controller) refused ``proposal``: its rung was not climbed."""
+        if proposal.action in ("pulse", "crash"):
+            self.await_frame = False  # nothing was done: no fresh frame is needed
         if not proposal.follow_up:
             current = self.rungs.get(proposal.state, 0)
             self.rungs[proposal.state] = min(current, proposal.rung)
