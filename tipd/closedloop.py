@@ -32,7 +32,7 @@ from tipd.ensemble import Ensemble
 from tipd.frames import Frame
 from tipd.policy import Policy, PolicyConfig, Proposal
 from tipd.preprocess import line_jumps
-from tipd.protocol import Command, Reason, Reply
+from tipd.protocol import Command, Reply
 from tipd.safety import Limits, SafetyGate
 from tipd.sim.microscope import DEFAULT_SCAN_NM, ScanSettings, VirtualMicroscope
 
@@ -134,14 +134,7 @@ class TipdConditioner:
         out: list[Command] = []
         position = frame.position_nm
         for p in self.policy.observe(decision.state, confidence, frame.frame_id, decision.bad):
-            command = Command(
-                microscope=self.microscope,
-                action=p.action,  # type: ignore[arg-type]
-                params=p.params,  # type: ignore[arg-type]
-                reason=Reason(
-                    state=p.state, confidence=min(1.0, p.confidence), frame_id=frame.frame_id
-                ),
-            )
+            command = p.command(self.microscope)
             if not self.gate.check(command, position).allowed:
                 self.policy.refused(p)
                 break

@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from tipd.protocol import Command, Reason
+
 
 @dataclass(frozen=True)
 class Rung:
@@ -96,6 +98,17 @@ class Proposal:
     rung: int
     frame_id: str
     follow_up: bool = False  #: a move that follows a pulse or crash to a fresh area
+
+    def command(self, microscope: str) -> Command:
+        """The wire command that carries this proposal out on ``microscope``, with its reason."""
+        return Command(
+            microscope=microscope,
+            action=self.action,  # type: ignore[arg-type]
+            params=self.params,  # type: ignore[arg-type]
+            reason=Reason(
+                state=self.state, confidence=min(1.0, self.confidence), frame_id=self.frame_id
+            ),
+        )
 
 
 SAMPLE_FAULTS = frozenset(("step_edge", "impurity", "corruption", "generic_defect"))

@@ -48,7 +48,6 @@ from tipd.protocol import (
     FrameHeader,
     HealthEvent,
     ProtocolError,
-    Reason,
     Reply,
     StateEvent,
     check_finite_array,
@@ -410,16 +409,7 @@ class Daemon:
         for proposal in mic.policy.observe(
             decision.state, confidence, header.frame_id, decision.bad, window=kind == "window"
         ):
-            command = Command(
-                microscope=mic.name,
-                action=proposal.action,  # type: ignore[arg-type]
-                params=proposal.params,  # type: ignore[arg-type]
-                reason=Reason(
-                    state=proposal.state,
-                    confidence=min(1.0, proposal.confidence),
-                    frame_id=header.frame_id,
-                ),
-            )
+            command = proposal.command(mic.name)
             if not await self.act(mic, command, proposal):
                 break  # a follow-up move makes no sense after a refused pulse
 
