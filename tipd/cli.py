@@ -187,6 +187,7 @@ def _has_train_extra(command: str) -> bool:
 def _cmd_train(args: argparse.Namespace) -> int:
     if not _has_train_extra("train"):
         return 2
+    from tipd.train.fit import resolve_device
     from tipd.train.pipeline import TrainConfig, default_member_seconds, train_surface
 
     out = args.out or Path("models") / args.surface
@@ -204,7 +205,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data=args.data,
         workers=args.workers,
         channels=tuple(args.channels),
+        device=args.device,
+        patience=args.patience,
     )
+    try:
+        resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: a device string torch rejects
+        print(f"tipd train: {exc}", file=sys.stderr)
+        return 2
     manifest = train_surface(cfg)
     ens = manifest.metrics["table"]["Ensemble"]
     print(
@@ -419,9 +427,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--member-seconds",
         type=float,
         help="wall-clock cap per ensemble candidate (default: 250 s on Au/Cu/generic, whose "
-        "Table-I-only candidates get 60 s; 170 s on H:Si, which trains five nets)",
+        "Table-I-only candidates get 60 s or half this cap; 170 s on H:Si, which trains five nets)",
     )
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument(
+        "--patience", type=int, default=3, help="epochs without improvement before a net stops"
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: auto (the GPU when torch sees one), cpu, cuda, cuda:N",
+    )
     p.add_argument("--trees", type=int, default=5000, help="random-forest trees (paper: 5000)")
     p.add_argument("--workers", type=int, default=2, help="threads / data processes")
     p.add_argument(

@@ -167,6 +167,8 @@ def augment(
     noise: float = 0.08,
 ) -> torch.Tensor:
     """The paper's augmentations on a batch ``(N, C, S, S)`` (every channel moved alike).
+    Random numbers come from ``generator`` on its own device (keep it on the batch's device:
+    a GPU batch then needs no host round trip).
 
     Every frame: random horizontal and vertical flips and Gaussian noise (σ up to ``noise``).
     Frames not marked ``flips_only`` (bool ``(N,)``, the tip-change frames) are also panned and
@@ -179,7 +181,7 @@ def augment(
     dev = x.device
 
     def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=generator).to(dev)
+        return torch.rand(*shape, generator=generator, device=generator.device).to(dev)
 
     sx = torch.where(rand(n) < 0.5, -1.0, 1.0)
     sy = torch.where(rand(n) < 0.5, -1.0, 1.0)
@@ -203,6 +205,6 @@ def augment(
         x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
     )
     sigma = rand(n, 1, 1, 1) * noise
-    noise_t = torch.randn(x.shape, generator=generator).to(dev) * sigma
+    noise_t = torch.randn(x.shape, generator=generator, device=generator.device).to(dev) * sigma
     result: torch.Tensor = (out + noise_t).clamp(-1.5, 1.5)
     return result

@@ -27,7 +27,7 @@ from tipd.taxonomy import taxonomy
 from tipd.train import baselines
 from tipd.train.data import DEFAULT_CHANNELS, Dataset, from_folder, synthetic
 from tipd.train.export import Fused, write_model
-from tipd.train.fit import Fitted, Recipe, fit, predict
+from tipd.train.fit import Fitted, Recipe, device_name, fit, predict, resolve_device
 from tipd.train.metrics import auroc, choose_thresholds, threshold_precision
 from tipd.train.report import evaluate_all, write_report
 
@@ -68,6 +68,12 @@ def default_member_seconds(surface: str) -> float:
 COMPARISON_SECONDS = 60.0
 
 
+def short_seconds(cap: float, member_seconds: float) -> float:
+    """The wall-clock cap (s) of a Table I comparison or the RW baseline: ``cap``, but never
+    more than half an ensemble member's (a GPU run with short members stays short)."""
+    return min(cap, member_seconds / 2)
+
+
 def comparison_only(surface: str, recipe: Recipe) -> bool:
     """True when a candidate is trained for Table I but never joins the ensemble: on Au and Cu
     the paper's ensembles are repeats of the batch-normed VGG, so SqueezeNet and plain VGG get
@@ -102,6 +108,8 @@ class TrainConfig:
     workers: int = 2
     candidates: list[tuple[str, Recipe]] | None = None  #: default: candidates_for(surface)
     channels: tuple[str, ...] = DEFAULT_CHANNELS  #: model input channels
+    device: str = "auto"  #: torch device: auto (GPU when present), cpu, cuda, cuda:N
+    patience: int = 3  #: epochs without a better validation score before a member stops
 
 
 def _split_folder(ds: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
@@ -136,10 +144,13 @@ def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Dataset, Da
 def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manifest:
     """Train, select, export and report one surface's ensemble; returns its manifest."""
     torch.set_num_threads(max(1, cfg.workers))
+    device = resolve_device(cfg.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input size: pick kernels once
     started = time.monotonic()
     tax = taxonomy(cfg.surface)
     classes, extra = list(tax.classes), list(tax.extra)
-    train_all, val_all, test_all = load_data(cfg, log)
+    train_all, val_all, test_all = load_data(cfg, log)  # forks renderers: before any CUDA work
+    log(f"training on {device_name(device)}")
     train, val, test = (d.columns(tuple(classes)) for d in (train_all, val_all, test_all))
     rotate = cfg.data is not None
     timings: dict[str, float] = {}
@@ -148,9 +159,13 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
 
     def member(name: str, recipe: Recipe, tr: Dataset, va: Dataset, seconds: float = 0) -> Fitted:
         recipe = replace(
-            recipe, max_seconds=seconds or cfg.member_seconds, epochs=cfg.epochs, rotate=rotate
+            recipe,
+            max_seconds=seconds or cfg.member_seconds,
+            epochs=cfg.epochs,
+            rotate=rotate,
+            patience=cfg.patience,
         )
-        fitted = fit(name, recipe, tr, va, log)
+        fitted = fit(name, recipe, tr, va, log, device)
         timings[name] = round(fitted.seconds, 1)
         log(
             f"{name}: val weighted accuracy {fitted.val_balanced_accuracy:.3f}, "
@@ -165,7 +180,9 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
             r,
             train,
             val,
-            min(COMPARISON_SECONDS, cfg.member_seconds) if comparison_only(cfg.surface, r) else 0,
+            short_seconds(COMPARISON_SECONDS, cfg.member_seconds)
+            if comparison_only(cfg.surface, r)
+            else 0,
         )
         for n, r in candidate_list
     ]
@@ -177,7 +194,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     if extra:
         tc = (train_all.columns(tuple(extra)), val_all.columns(tuple(extra)))
         extras = [member(TIP_CHANGE_NET[0], TIP_CHANGE_NET[1], *tc)]
-    rw = member(RW[0], RW[1], train, val, min(RW_SECONDS, cfg.member_seconds))
+    rw = member(RW[0], RW[1], train, val, short_seconds(RW_SECONDS, cfg.member_seconds))
     t0 = time.monotonic()
     n_forest = min(len(train), 4000)
     forest = baselines.fit_forest(
@@ -259,6 +276,8 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         "seconds": round(seconds, 1),
         "timings": timings,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+        "device": device_name(device),
+        "patience": cfg.patience,
         "torch": torch.__version__,
     }
     manifest = write_model(
