@@ -1,6 +1,6 @@
 """What the width multiplier costs in accuracy at a fixed training time, on one surface.
 
-    .venv/bin/python bench/width.py [--surface au111] [--seconds 170]
+    .venv/bin/python bench/width.py [--surface au111] [--seconds 170] [--device auto]
 
 Trains one VGG-like (batch norm) member per width on the same synthetic frames for the same
 wall time, and prints MMAC, frames/s trained and held-out AUROC and balanced accuracy.
@@ -14,7 +14,7 @@ import torch
 
 from tipd.taxonomy import taxonomy
 from tipd.train.data import synthetic
-from tipd.train.fit import Recipe, fit, predict
+from tipd.train.fit import Recipe, device_name, fit, predict, resolve_device
 from tipd.train.metrics import balanced_accuracy, mean_auroc
 
 
@@ -24,12 +24,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=170.0)
     parser.add_argument("--widths", type=float, nargs="+", default=[0.0625, 0.125, 0.25])
     parser.add_argument("--n-train", type=int, default=12000)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--workers", type=int, default=2, help="threads / render processes")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.workers)
+    device = resolve_device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
     classes = taxonomy(args.surface).classes
-    train = synthetic(args.surface, args.n_train, 1).columns(classes)
-    val = synthetic(args.surface, 1500, 2).columns(classes)
-    test = synthetic(args.surface, 2000, 3).columns(classes)
+    train, val, test = (
+        synthetic(args.surface, n, seed, workers=args.workers).columns(classes)
+        for n, seed in ((args.n_train, 1), (1500, 2), (2000, 3))
+    )
+    print(
+        f"{args.surface}, {len(train)} training frames, {args.seconds:.0f} s per width on "
+        f"{device_name(device)}"
+    )
     print(f"{'width':>6} {'MMAC':>6} {'epochs':>6} {'frames/s':>9} {'AUROC':>6} {'bal.acc':>8}")
     for w in args.widths:
         f = fit(
@@ -38,6 +47,7 @@ def main() -> None:
             train,
             val,
             log=lambda _: None,
+            device=device,
         )
         p = predict(f.model, test.x)
         rate = f.epochs_run * len(train) / f.seconds

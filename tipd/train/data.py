@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from tipd.preprocess import model_input
 from tipd.readers import SUFFIXES, read_any
@@ -54,11 +55,14 @@ def _render_chunk(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     surface, seed, start, stop, size, channels = args
     xs, ys, ps = [], [], []
-    for i in range(start, stop):
-        f = generate(surface, i, seed=seed, pixels=size)
-        xs.append(model_input(f.heights_m, size, channels).astype(np.float16))
-        ys.append(f.labels)
-        ps.append(f.primary)
+    # one BLAS thread per renderer: the workers already fill the cores, and OpenBLAS threads on
+    # top of them ran the H:Si and generic renders 4× slower on 2 cores (and stalled 16 cores)
+    with threadpool_limits(1):
+        for i in range(start, stop):
+            f = generate(surface, i, seed=seed, pixels=size)
+            xs.append(model_input(f.heights_m, size, channels).astype(np.float16))
+            ys.append(f.labels)
+            ps.append(f.primary)
     return np.stack(xs), np.stack(ys), np.array(ps)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,7 +26,7 @@ class Recipe:
     width: float = 0.125
     optimizer: str = "adam"  #: adam, sgd or rmsprop (the paper's three)
     lr: float = 1e-3
-    lr_decay: float = 0.05  #: the learning rate falls to this fraction by the last epoch
+    lr_decay: float = 0.05  #: the learning rate falls to this fraction by the end (see fit)
     epochs: int = 8
     batch: int = 64
     patience: int = 3  #: epochs without a better weighted accuracy before stopping
@@ -85,6 +84,15 @@ def predict(model: nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
+def decayed_lr(recipe: Recipe, step_fraction: float, time_fraction: float) -> float:
+    """The learning rate at a point of a fit: ``lr · lr_decay^p`` with ``p`` the larger of the
+    fraction of steps done (of ``epochs``) and the fraction of ``max_seconds`` spent, so the
+    decay ends on time whichever limit comes first, however uneven the epochs (a GPU's first
+    epoch, with its kernel search, can take several times the others)."""
+    progress = min(1.0, max(step_fraction, time_fraction))
+    return float(recipe.lr * recipe.lr_decay**progress)
+
+
 def _optimizer(recipe: Recipe, params: Any) -> torch.optim.Optimizer:
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr)
@@ -118,7 +126,6 @@ def fit(
     model = build(recipe.family, len(train.labels), recipe.width, in_channels).to(device)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = _optimizer(recipe, model.parameters())
-    sched: torch.optim.lr_scheduler.ExponentialLR | None = None
     pos_weight = torch.from_numpy(class_weights(train.y)).to(device)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     tc = train.labels.index("tip_change") if "tip_change" in train.labels else None
@@ -133,11 +140,20 @@ def fit(
     start = time.monotonic()
     stale = 0
     epoch = 0
+    steps_per_epoch = max(1, len(train) // recipe.batch)
+    total_steps = recipe.epochs * steps_per_epoch
+    step = 0
     for epoch in range(1, recipe.epochs + 1):
         model.train()
         order = rng.permutation(len(train))
         total, seen = torch.zeros((), device=device), 0
         for a in range(0, len(order) - recipe.batch + 1, recipe.batch):
+            lr = decayed_lr(
+                recipe, step / total_steps, (time.monotonic() - start) / recipe.max_seconds
+            )
+            for group in opt.param_groups:
+                group["lr"] = lr
+            step += 1
             idx = torch.from_numpy(np.sort(order[a : a + recipe.batch])).to(device)
             xb = augment(xs[idx].float(), keep[idx], gen, recipe.rotate)
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -150,19 +166,6 @@ def fit(
             if time.monotonic() - start > recipe.max_seconds:
                 break
         mean_loss = float(total) / max(seen, 1)
-        if sched is None:
-            # the epochs that fit into max_seconds, known after the first: decay over those
-            planned = min(
-                recipe.epochs, max(2, int(recipe.max_seconds / max(time.monotonic() - start, 1e-3)))
-            )
-            sched = torch.optim.lr_scheduler.ExponentialLR(
-                opt, gamma=recipe.lr_decay ** (1 / max(planned - 1, 1))
-            )
-            with warnings.catch_warnings():  # made after this epoch's steps: not a misuse
-                warnings.simplefilter("ignore", UserWarning)
-                sched.step()
-        else:
-            sched.step()
         probs = predict(model, val.x)
         bal = balanced_accuracy(val, probs)
         auc = mean_auroc(val.y, probs)
