@@ -118,3 +118,34 @@ def test_evaluate_any_ensemble_on_a_labelled_folder(tiny_model: Path, tmp_path: 
     text = report.read_text()
     assert "| AUROC |" in text and "Ensemble" in text and "squeeze_adam" in text
     assert (tmp_path / "reports" / "tiny-labelled-confusion.png").is_file()
+
+
+def test_learning_rate_decays_with_whichever_limit_comes_first() -> None:
+    from tipd.train.fit import Recipe, decayed_lr
+
+    r = Recipe(lr=1e-2, lr_decay=0.05)
+    assert decayed_lr(r, 0.0, 0.0) == pytest.approx(1e-2)
+    assert decayed_lr(r, 1.0, 0.1) == pytest.approx(5e-4)
+    # a slow first epoch (kernel search on a GPU) costs time, not the schedule's shape
+    assert decayed_lr(r, 0.1, 0.5) == pytest.approx(1e-2 * 0.05**0.5)
+    assert decayed_lr(r, 0.3, 2.0) == pytest.approx(5e-4)  # past the cap: no further decay
+
+
+def test_training_device_is_named_or_refused() -> None:
+    from tipd.train.fit import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no GPU"):
+            resolve_device("cuda")
+
+
+def test_train_cli_refuses_a_gpu_it_does_not_have(tmp_path: Path, tipd_exe: list[str]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cmd = [*tipd_exe, "train", "--surface", "au111", "--device", "cuda", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "sees no GPU" in proc.stderr
+    assert not any(tmp_path.iterdir())

@@ -207,6 +207,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         channels=tuple(args.channels),
         device=args.device,
         patience=args.patience,
+        width=args.width,
     )
     try:
         resolve_device(args.device)
@@ -419,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="model folder (default models/<surface>)")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--data", type=Path, help="real labelled scans: one sub-folder per class")
-    p.add_argument("--n-train", type=int, default=12000)
+    p.add_argument("--n-train", type=int, default=16000)
     p.add_argument("--n-val", type=int, default=1500)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
@@ -432,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument(
         "--patience", type=int, default=3, help="epochs without improvement before a net stops"
+    )
+    p.add_argument(
+        "--width",
+        type=float,
+        help="width multiplier of the CNNs but RW (default 0.25; see README for what width "
+        "costs in accuracy)",
     )
     p.add_argument(
         "--device",
