@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="model folder (default models/<surface>)")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--data", type=Path, help="real labelled scans: one sub-folder per class")
-    p.add_argument("--n-train", type=int, default=16000)
+    p.add_argument("--n-train", type=int, default=16000, help="synthetic training frames")
     p.add_argument("--n-val", type=int, default=1500)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
@@ -428,17 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--member-seconds",
         type=float,
         help="wall-clock cap per ensemble candidate (default: 250 s on Au/Cu/generic, whose "
-        "Table-I-only candidates get 60 s or half this cap; 170 s on H:Si, which trains five nets)",
+        "Table-I-only candidates get 60 s or half this cap; 180 s on H:Si, which trains five nets)",
     )
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument(
-        "--patience", type=int, default=3, help="epochs without improvement before a net stops"
+        "--patience", type=int, default=5, help="epochs without improvement before a net stops"
     )
     p.add_argument(
         "--width",
         type=float,
-        help="width multiplier of the CNNs but RW (default 0.25; see README for what width "
-        "costs in accuracy)",
+        help="width multiplier of the CNNs but RW (default 0.125 on the CPU, 0.25 on a GPU; "
+        "see README for what width costs in accuracy)",
     )
     p.add_argument(
         "--device",
