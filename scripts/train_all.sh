@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train all four shipped surfaces at once, one `tipd train` process each, into models/ and
 # reports/ (or $TRAIN_OUT/models and $TRAIN_OUT/reports). Extra arguments go to every run, e.g.
-# on a GPU machine with 16 cores (about 7 minutes on an H200):
+# on a GPU machine with 16 cores (estimated 7 minutes on an H200; not yet measured whole):
 #
 #   scripts/train_all.sh --device cuda --width 0.25 --n-train 36000 --member-seconds 60 \
 #       --epochs 40 --patience 6 --workers 4
