@@ -29,7 +29,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.workers)
     device = resolve_device(args.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"
     classes = taxonomy(args.surface).classes
     train, val, test = (
         synthetic(args.surface, n, seed, workers=args.workers).columns(classes)

@@ -17,8 +17,7 @@ from tests.conftest import free_port
 from tests.test_daemon import start, stop
 from tipd.journal import query
 from tipd.models import models_root
-
-CONDITIONING = {"pulse", "crash"}
+from tipd.protocol import CONDITIONING
 
 
 @pytest.mark.parametrize("advisory", [False, True], ids=["send", "advisory"])

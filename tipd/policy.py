@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from tipd.protocol import Command, Reason
+from tipd.protocol import CONDITIONING, Command, Reason
 
 
 @dataclass(frozen=True)
@@ -213,16 +213,16 @@ class Policy:
         if step.action == "move":
             params = self._next_move()
         out = [Proposal(state, confidence, step.action, params, rung, frame_id)]
-        if step.action in ("pulse", "crash"):
+        if step.action in CONDITIONING:
             self.await_frame = True
-        if cfg.relocate and step.action in ("pulse", "crash"):
-            move = self._next_move()
-            out.append(Proposal(state, confidence, "move", move, rung, frame_id, True))
+            if cfg.relocate:
+                move = self._next_move()
+                out.append(Proposal(state, confidence, "move", move, rung, frame_id, True))
         return out
 
     def refused(self, proposal: Proposal) -> None:
         """The gate (or the controller) refused ``proposal``: its rung was not climbed."""
-        if proposal.action in ("pulse", "crash"):
+        if proposal.action in CONDITIONING:
             self.await_frame = False  # nothing was done: no fresh frame is needed
         if not proposal.follow_up:
             current = self.rungs.get(proposal.state, 0)

@@ -157,6 +157,9 @@ class NoParams(_Strict):
 
 
 Action = Literal["pulse", "crash", "move", "rescan", "withdraw"]
+#: the actions that change the tip or the sample (a withdrawn tip takes none of them; the safety
+#: budgets and cooldown count them)
+CONDITIONING = ("pulse", "crash")
 PARAMS_FOR: dict[str, type[_Strict]] = {
     "pulse": PulseParams,
     "crash": CrashParams,

@@ -27,10 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tipd.protocol import Command, CrashParams, MoveParams, PulseParams
-
-#: the actions that change the tip or the sample, which the budgets and cooldown count
-CONDITIONING = ("pulse", "crash")
+from tipd.protocol import CONDITIONING, Command, CrashParams, MoveParams, PulseParams
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from tipd.curve import Curve, required
 from tipd.frames import Frame
 from tipd.once import RepliesById
 from tipd.protocol import (
+    CONDITIONING,
     Command,
     CrashParams,
     MoveParams,
@@ -229,7 +230,7 @@ class NanonisBridge:
         refusal = self.check.limit_violation(command)
         if command.microscope != self.config.microscope:
             refusal = f"this is microscope {self.config.microscope!r}, not {command.microscope!r}"
-        elif not refusal and self.withdrawn and command.action in ("pulse", "crash"):
+        elif not refusal and self.withdrawn and command.action in CONDITIONING:
             refusal = "the tip is withdrawn: move or rescan to approach first"
         if refusal:
             reply = Reply(id=command.id, status="rejected", detail=refusal, t_done=time.time())

@@ -16,7 +16,7 @@ import numpy as np
 
 from tipd.frames import Frame
 from tipd.once import RepliesById
-from tipd.protocol import Command, CrashParams, MoveParams, PulseParams, Reply
+from tipd.protocol import CONDITIONING, Command, CrashParams, MoveParams, PulseParams, Reply
 from tipd.synth.artefacts import (
     Artefacts,
     add_spikes,
@@ -351,7 +351,7 @@ class VirtualMicroscope:
         refusal = self.limits.refusal(command)
         if command.microscope != self.name:
             refusal = f"this is microscope {self.name!r}, not {command.microscope!r}"
-        elif refusal is None and self.withdrawn and command.action in ("pulse", "crash"):
+        elif refusal is None and self.withdrawn and command.action in CONDITIONING:
             refusal = "the tip is withdrawn: move or rescan to approach first"
         before = self.tip.to_dict()
         if refusal is not None:

@@ -118,6 +118,8 @@ def fit(
     returned model is always on the CPU, ready for export.
     """
     device = device or torch.device("cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: pick kernels once
     torch.manual_seed(recipe.seed)
     gen = torch.Generator(device=device).manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)

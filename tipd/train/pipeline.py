@@ -50,21 +50,20 @@ def default_width(device: torch.device) -> float:
 #: device's width). As in the paper,
 #: H:Si(100) draws on SqueezeNets and a batch-normed VGG, while Au(111) and Cu(111) ensembles are
 #: repeats of the VGG-like network; SqueezeNet and plain VGG are trained there for Table I.
-WIDTH = CPU_WIDTH
-_SQUEEZE = Recipe(family="squeeze", width=WIDTH, optimizer="adam", lr=2e-3)
-_VGG_BN = Recipe(family="vgg_bn", width=WIDTH, optimizer="adam", lr=2e-3, seed=2)
+_SQUEEZE = Recipe(family="squeeze", width=CPU_WIDTH, optimizer="adam", lr=2e-3)
+_VGG_BN = Recipe(family="vgg_bn", width=CPU_WIDTH, optimizer="adam", lr=2e-3, seed=2)
 HSI_CANDIDATES: list[tuple[str, Recipe]] = [
     ("squeeze_adam", _SQUEEZE),
     ("squeeze_rmsprop", replace(_SQUEEZE, optimizer="rmsprop", lr=5e-4, seed=1)),
     ("vgg_bn_adam", _VGG_BN),
-    ("vgg_adam", Recipe(family="vgg", width=WIDTH, optimizer="adam", lr=1e-3, seed=3)),
+    ("vgg_adam", Recipe(family="vgg", width=CPU_WIDTH, optimizer="adam", lr=1e-3, seed=3)),
 ]
 METAL_CANDIDATES: list[tuple[str, Recipe]] = [
     ("vgg_bn_adam", _VGG_BN),
     ("vgg_bn_rmsprop", replace(_VGG_BN, optimizer="rmsprop", lr=1e-3, seed=6)),
     ("vgg_bn_sgd", replace(_VGG_BN, optimizer="sgd", lr=2e-2, seed=7)),
     ("squeeze_adam", _SQUEEZE),
-    ("vgg_adam", Recipe(family="vgg", width=WIDTH, optimizer="adam", lr=1e-3, seed=3)),
+    ("vgg_adam", Recipe(family="vgg", width=CPU_WIDTH, optimizer="adam", lr=1e-3, seed=3)),
 ]
 CANDIDATES = HSI_CANDIDATES
 
@@ -102,7 +101,7 @@ RW = ("rw", Recipe(family="rw", width=1.0, optimizer="adam", lr=1e-3, seed=4))
 RW_SECONDS = 60.0  #: the Rashidi–Wolkow baseline plateaus within a minute
 TIP_CHANGE_NET = (
     "tip_change_net",
-    Recipe(family="vgg_bn", width=WIDTH, optimizer="adam", lr=2e-3, seed=5),
+    Recipe(family="vgg_bn", width=CPU_WIDTH, optimizer="adam", lr=2e-3, seed=5),
 )
 
 
@@ -163,12 +162,12 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     """Train, select, export and report one surface's ensemble; returns its manifest."""
     torch.set_num_threads(max(1, cfg.workers))
     device = resolve_device(cfg.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input size: pick kernels once
     started = time.monotonic()
     tax = taxonomy(cfg.surface)
     classes, extra = list(tax.classes), list(tax.extra)
     train_all, val_all, test_all = load_data(cfg, log)  # forks renderers: before any CUDA work
-    log(f"training on {device_name(device)}")
+    card = device_name(device)
+    log(f"training on {card}")
     train, val, test = (d.columns(tuple(classes)) for d in (train_all, val_all, test_all))
     rotate = cfg.data is not None
     timings: dict[str, float] = {}
@@ -301,7 +300,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         "seconds": round(seconds, 1),
         "timings": timings,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
-        "device": device_name(device),
+        "device": card,
         "patience": cfg.patience,
         "torch": torch.__version__,
     }
