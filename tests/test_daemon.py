@@ -64,13 +64,15 @@ def frame(
 
 
 def model_dir(tiny_model: Path, root: Path, thresholds: float | None = None) -> Path:
-    """A models folder whose default ``generic`` is the tiny model (thresholds optionally
-    lowered so that every decision names a class)."""
+    """A models folder whose default ``generic`` is the tiny model. ``thresholds``: every
+    label's threshold set to it, and no class desirable, so that every decision names a class
+    and is one the policy acts on, whatever the few-step tiny model makes of a frame."""
     target = root / "generic"
     shutil.copytree(tiny_model, target)
     if thresholds is not None:
         manifest = json.loads((target / "manifest.json").read_text())
         manifest["thresholds"] = {k: thresholds for k in manifest["thresholds"]}
+        manifest["desirable"] = []
         (target / "manifest.json").write_text(json.dumps(manifest))
     return root
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from tipd.ensemble import Ensemble, decide  # noqa: E402
 from tipd.models import ModelError, load_manifest  # noqa: E402
+from tipd.train.data import Dataset  # noqa: E402
 from tipd.train.metrics import auroc, balanced_accuracy, choose_thresholds  # noqa: E402
 from tipd.train.nets import build, macs  # noqa: E402
 
@@ -28,14 +30,16 @@ def test_manifest_lists_verified_files_and_the_onnx_check(tiny_model: Path) -> N
     assert (tiny_model.parent / "reports" / "hsi100-roc-pr.png").is_file()
 
 
-def test_runtime_votes_are_the_mean_of_the_members(tiny_model: Path) -> None:
+def test_runtime_votes_are_the_weighted_mean_of_the_members(tiny_model: Path) -> None:
     ens = Ensemble(tiny_model)
     assert ens.provider == "CPUExecutionProvider"  # no GPU here, and no loader noise
     assert ens.channels == ("height",)
     x = np.random.default_rng(0).uniform(-1, 1, (5, 1, 128, 128)).astype(np.float32)
     out = ens.run(x)
     assert out.members.shape == (5, 3, 4) and out.voted.shape == (5, 5)
-    np.testing.assert_allclose(out.voted[:, :4], out.members.mean(axis=1), atol=1e-6)
+    weights = np.array([m.vote_weight for m in ens.manifest.members[:3]])
+    assert np.isclose(weights.sum(), 1, atol=1e-3) and ens.manifest.members[3].vote_weight is None
+    np.testing.assert_allclose(out.voted[:, :4], weights @ out.members, atol=1e-3)
     assert ((out.voted >= 0) & (out.voted <= 1)).all()
     d = decide(ens.manifest, out.voted[0], out.members[0])
     assert d.state in [*ens.manifest.classes, "unknown"] and 0 <= d.bad <= 1
@@ -116,7 +120,12 @@ def test_evaluate_any_ensemble_on_a_labelled_folder(tiny_model: Path, tmp_path: 
             (data / cls / f"f{i}.json").write_text(json.dumps({"scan_size_nm": [10, 10]}))
     report = evaluate(str(tiny_model), tmp_path / "reports", data=data)
     text = report.read_text()
-    assert "| AUROC |" in text and "Ensemble" in text and "squeeze_adam" in text
+    assert (
+        "| AUROC |" in text
+        and "Ensemble" in text
+        and "vgg_bn_sgd (vgg_bn" in text
+        and "from vgg_bn_rmsprop" in text
+    )
     assert (tmp_path / "reports" / "tiny-labelled-confusion.png").is_file()
 
 
@@ -149,3 +158,62 @@ def test_train_cli_refuses_a_gpu_it_does_not_have(tmp_path: Path, tipd_exe: list
     assert proc.returncode == 2
     assert "sees no GPU" in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def _random_frames(n: int, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 2)) < 0.5).astype(np.float32)
+    x = rng.uniform(-1, 1, (n, 1, 128, 128)).astype(np.float16)
+    x[:, :, :64] += y[:, 0, None, None, None].astype(np.float16)  # something to learn
+    return Dataset(x, y, y.argmax(axis=1), ("a", "b"), "random")
+
+
+def test_a_fork_starts_from_the_trained_net_and_leaves_it_alone() -> None:
+    from tipd.train.fit import Recipe, fit
+
+    frames = _random_frames(64, 0)
+    base = fit(
+        "base",
+        Recipe(family="vgg_bn", width=0.0625, epochs=1, batch=32),
+        frames,
+        frames,
+        log=lambda _: None,
+    )
+    before = {k: v.clone() for k, v in base.model.state_dict().items()}
+    # a rate of zero trains nothing: the fork's weights are the base's (batch-norm running
+    # statistics still move, so only the learnt parameters are compared)
+    frozen = Recipe(family="vgg_bn", width=0.0625, epochs=1, batch=32, lr=0.0, optimizer="sgd")
+    fork = fit("fork", frozen, frames, frames, log=lambda _: None, init=base.model)
+    for (name, p), q in zip(fork.model.named_parameters(), base.model.parameters(), strict=True):
+        assert torch.equal(p, q), name
+    scratch = fit("scratch", frozen, frames, frames, log=lambda _: None)
+    assert not torch.equal(next(scratch.model.parameters()), next(base.model.parameters()))
+    # training a fork for real changes the fork, never the net it started from
+    fit(
+        "moved",
+        Recipe(family="vgg_bn", width=0.0625, epochs=1, batch=32),
+        frames,
+        frames,
+        log=lambda _: None,
+        init=base.model,
+    )
+    for k, v in base.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        fit(
+            "wider",
+            replace(frozen, width=0.125),
+            frames,
+            frames,
+            log=lambda _: None,
+            init=base.model,
+        )
+
+
+def test_the_tiny_ensemble_holds_forks_with_their_vote_weights(tiny_model: Path) -> None:
+    m = load_manifest(tiny_model)
+    recipes = {e.name: e.recipe for e in m.members}
+    assert recipes["vgg_bn_adam"]["start_from"] is None
+    assert recipes["vgg_bn_rmsprop"]["start_from"] == "vgg_bn_adam"
+    assert recipes["vgg_bn_sgd"]["start_from"] == "vgg_bn_rmsprop"  # a chain
+    assert all(0 <= (e.vote_weight or 0) <= 1 for e in m.members)

@@ -420,15 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="model folder (default models/<surface>)")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--data", type=Path, help="real labelled scans: one sub-folder per class")
-    p.add_argument("--n-train", type=int, default=16000, help="synthetic training frames")
+    p.add_argument("--n-train", type=int, default=24000, help="synthetic training frames")
     p.add_argument("--n-val", type=int, default=1500)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--member-seconds",
         type=float,
-        help="wall-clock cap per ensemble candidate (default: 250 s on Au/Cu/generic, whose "
-        "Table-I-only candidates get 60 s or half this cap; 180 s on H:Si, which trains five nets)",
+        help="wall-clock time per ensemble candidate, times its share (the first VGG-BN 1.2, "
+        "its two forks 0.9 each; default: 250 s on Au/Cu/generic, 160 s on H:Si, which trains "
+        "four full nets and the tip-change net); Table-I-only candidates get 60 s or half this",
     )
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument(
@@ -437,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--width",
         type=float,
-        help="width multiplier of the CNNs but RW (default 0.125 on the CPU, 0.25 on a GPU; "
-        "see README for what width costs in accuracy)",
+        help="width multiplier of the CNNs but RW (default 0.25; see README for what width "
+        "costs in accuracy)",
     )
     p.add_argument(
         "--device",

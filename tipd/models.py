@@ -7,8 +7,9 @@ A model folder (``models/<name>/``) holds::
                       outputs ``members`` (N, M, K), ``voted`` (N, L), ``votes`` (N, L)
     members/*.onnx    each member alone (for inspection and re-use)
 
-``voted`` is the mean of the members' sigmoid confidences per label (soft vote); ``votes`` the
-share of members at or above the label's threshold (majority vote when ≥ 0.5). Labels are the
+``voted`` is the weighted mean of the members' sigmoid confidences per label (soft vote; each
+member's ``vote_weight`` in the manifest); ``votes`` the weighted share of members at or above the
+label's threshold (majority vote when ≥ 0.5). Labels are the
 K ensemble classes followed by any extra labels (the H:Si tip-change net).
 """
 
@@ -56,6 +57,9 @@ class Member(ModelFile):
     recipe: dict[str, Any]
     val_balanced_accuracy: float
     val_mean_auroc: float
+    #: share of the ensemble's vote (None: an extra net, or a model from before weighted votes,
+    #: whose members count equally)
+    vote_weight: float | None = None
 
 
 class Manifest(BaseModel):

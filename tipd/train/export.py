@@ -21,22 +21,36 @@ from tipd.train.fit import Fitted
 
 class Fused(nn.Module):
     """Members (each ``(N, K)`` logits over the ensemble classes) plus optional extra nets
-    (each ``(N, 1)``, e.g. the H:Si tip-change net), voting with per-label thresholds."""
+    (each ``(N, 1)``, e.g. the H:Si tip-change net), voting with per-label thresholds.
+
+    ``weights`` ``(M,)``, summing to 1, weigh the members in both votes (default: equal; see
+    :func:`tipd.train.vote.vote_weights`)."""
 
     def __init__(
-        self, members: list[nn.Module], extras: list[nn.Module], thresholds: np.ndarray
+        self,
+        members: list[nn.Module],
+        extras: list[nn.Module],
+        thresholds: np.ndarray,
+        weights: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.extras = nn.ModuleList(extras)
         self.register_buffer("thresholds", torch.tensor(thresholds, dtype=torch.float32))
+        w = np.full(len(members), 1.0 / len(members)) if weights is None else np.asarray(weights)
+        if w.shape != (len(members),) or (w < 0).any() or not np.isclose(w.sum(), 1.0):
+            raise ValueError(
+                f"member weights must be {len(members)} non-negative numbers summing to 1, got {w}"
+            )
+        self.register_buffer("weights", torch.tensor(w, dtype=torch.float32).view(1, -1, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         member = torch.stack([torch.sigmoid(m(x)) for m in self.members], dim=1)  # (N, M, K)
         k = member.shape[2]
         thresholds: torch.Tensor = self.get_buffer("thresholds")
-        voted = member.mean(dim=1)
-        votes = (member >= thresholds[:k]).float().mean(dim=1)
+        weights: torch.Tensor = self.get_buffer("weights")  # (1, M, 1)
+        voted = (member * weights).sum(dim=1)
+        votes = ((member >= thresholds[:k]).float() * weights).sum(dim=1)
         if len(self.extras):
             extra = torch.cat([torch.sigmoid(e(x)) for e in self.extras], dim=1)  # (N, E)
             voted = torch.cat([voted, extra], dim=1)
@@ -88,6 +102,7 @@ def write_model(
     metrics: dict[str, Any],
     check_x: np.ndarray,
     channels: tuple[str, ...] = ("height",),
+    weights: np.ndarray | None = None,
 ) -> Manifest:
     """Export the fused graph and every member into ``out`` with a verified manifest.
 
@@ -96,7 +111,9 @@ def write_model(
     if out.exists():
         shutil.rmtree(out)
     (out / "members").mkdir(parents=True)
-    fused = Fused([m.model for m in members], [e.model for e in extras], thresholds).eval()
+    fused = Fused([m.model for m in members], [e.model for e in extras], thresholds, weights)
+    fused = fused.eval()
+    vote = fused.get_buffer("weights").flatten().tolist()
     graph = out / "ensemble.onnx"
     n_channels = check_x.shape[1]
     export_onnx(fused, graph, size, ["members", "voted", "votes"], n_channels)
@@ -104,7 +121,7 @@ def write_model(
     if diff > 1e-4:
         raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (> 1e-4)")
     entries = []
-    for fitted in (*members, *extras):
+    for k, fitted in enumerate((*members, *extras)):
         path = out / "members" / f"{fitted.name}.onnx"
         export_onnx(fitted.model, path, size, ["logits"], n_channels)
         entries.append(
@@ -119,6 +136,7 @@ def write_model(
                 "recipe": fitted.recipe.to_dict(),
                 "val_balanced_accuracy": round(fitted.val_balanced_accuracy, 4),
                 "val_mean_auroc": round(fitted.val_mean_auroc, 4),
+                "vote_weight": round(vote[k], 4) if k < len(members) else None,
             }
         )
     labels = classes + extra

@@ -177,7 +177,11 @@ def write_report(
     )
     t = manifest.training
     members = ", ".join(
-        f"{m.name} ({m.family}, width {m.width}, {m.macs / 1e6:.1f} MMAC)" for m in manifest.members
+        f"{m.name} ({m.family}, width {m.width}, {m.macs / 1e6:.1f} MMAC"
+        + (f", from {m.recipe['start_from']}" if m.recipe.get("start_from") else "")
+        + (f", vote weight {m.vote_weight:.2f}" if m.vote_weight is not None else "")
+        + ")"
+        for m in manifest.members
     )
     diff = t.get("onnx_vs_torch_max_abs_diff", float("nan"))
     rows = "\n".join(
