@@ -22,7 +22,11 @@ from tipd.train.nets import build, macs  # noqa: E402
 def test_manifest_lists_verified_files_and_the_onnx_check(tiny_model: Path) -> None:
     m = load_manifest(tiny_model)
     assert m.surface == "hsi100" and m.classes == ["atoms", "dimers", "rows", "generic_defect"]
-    assert m.extra == ["tip_change"] and len(m.members) == 4  # 3 members + the tip-change net
+    left_out = m.training["left_out_with_vote_weight_0"]
+    # the best 3 candidates, less any with vote weight 0, then the tip-change net
+    assert m.extra == ["tip_change"] and len(m.members) + len(left_out) == 4
+    assert m.members[-1].name == "tip_change_net" and m.members[-1].vote_weight is None
+    assert all((e.vote_weight or 0) > 0 for e in m.members[:-1])
     assert m.training["onnx_vs_torch_max_abs_diff"] < 1e-4
     assert set(m.thresholds) == set(m.labels)
     assert "Ensemble" in m.metrics["table"] and "RFC" in m.metrics["table"]
@@ -36,14 +40,15 @@ def test_runtime_votes_are_the_weighted_mean_of_the_members(tiny_model: Path) ->
     assert ens.channels == ("height",)
     x = np.random.default_rng(0).uniform(-1, 1, (5, 1, 128, 128)).astype(np.float32)
     out = ens.run(x)
-    assert out.members.shape == (5, 3, 4) and out.voted.shape == (5, 5)
-    weights = np.array([m.vote_weight for m in ens.manifest.members[:3]])
-    assert np.isclose(weights.sum(), 1, atol=1e-3) and ens.manifest.members[3].vote_weight is None
+    voting = ens.manifest.members[:-1]  # the last is the tip-change net
+    assert out.members.shape == (5, len(voting), 4) and out.voted.shape == (5, 5)
+    weights = np.array([m.vote_weight for m in voting])
+    assert np.isclose(weights.sum(), 1, atol=1e-3)
     np.testing.assert_allclose(out.voted[:, :4], weights @ out.members, atol=1e-3)
     assert ((out.voted >= 0) & (out.voted <= 1)).all()
     d = decide(ens.manifest, out.voted[0], out.members[0])
     assert d.state in [*ens.manifest.classes, "unknown"] and 0 <= d.bad <= 1
-    assert set(d.members) == {m.name for m in ens.manifest.members[:3]}
+    assert set(d.members) == {m.name for m in voting}
 
 
 def test_a_changed_model_file_is_refused(tiny_model: Path, tmp_path: Path) -> None:
@@ -120,12 +125,9 @@ def test_evaluate_any_ensemble_on_a_labelled_folder(tiny_model: Path, tmp_path: 
             (data / cls / f"f{i}.json").write_text(json.dumps({"scan_size_nm": [10, 10]}))
     report = evaluate(str(tiny_model), tmp_path / "reports", data=data)
     text = report.read_text()
-    assert (
-        "| AUROC |" in text
-        and "Ensemble" in text
-        and "vgg_bn_sgd (vgg_bn" in text
-        and "from vgg_bn_rmsprop" in text
-    )
+    first = load_manifest(tiny_model).members[0]
+    assert "| AUROC |" in text and "Ensemble" in text
+    assert f"{first.name} (vgg_bn, width 0.0625" in text and "vote weight" in text
     assert (tmp_path / "reports" / "tiny-labelled-confusion.png").is_file()
 
 
@@ -210,10 +212,23 @@ def test_a_fork_starts_from_the_trained_net_and_leaves_it_alone() -> None:
         )
 
 
-def test_the_tiny_ensemble_holds_forks_with_their_vote_weights(tiny_model: Path) -> None:
-    m = load_manifest(tiny_model)
-    recipes = {e.name: e.recipe for e in m.members}
+def test_the_tiny_ensemble_records_its_forks(tiny_model: Path) -> None:
+    recipes = load_manifest(tiny_model).training["recipe"]
     assert recipes["vgg_bn_adam"]["start_from"] is None
     assert recipes["vgg_bn_rmsprop"]["start_from"] == "vgg_bn_adam"
     assert recipes["vgg_bn_sgd"]["start_from"] == "vgg_bn_rmsprop"  # a chain
-    assert all(0 <= (e.vote_weight or 0) <= 1 for e in m.members)
+
+
+def test_tipd_train_runs_the_recipe_each_shipped_model_records() -> None:
+    from tipd.models import models_root
+    from tipd.train.pipeline import candidates_for, default_width
+
+    for surface in ("au111", "cu111", "hsi100", "generic"):
+        shipped = load_manifest(models_root() / surface, verify=False).training["recipe"]
+        for name, recipe in candidates_for(surface):
+            want = {**recipe.to_dict(), "width": default_width(surface)}
+            got = shipped[name]
+            for key in ("family", "optimizer", "lr", "seed"):
+                assert got[key] == want[key], (surface, name, key)
+            assert got["width"] == want["width"], (surface, name)
+            assert got.get("start_from") == want["start_from"], (surface, name)

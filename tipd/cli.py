@@ -420,7 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="model folder (default models/<surface>)")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--data", type=Path, help="real labelled scans: one sub-folder per class")
-    p.add_argument("--n-train", type=int, default=24000, help="synthetic training frames")
+    p.add_argument(
+        "--n-train",
+        type=int,
+        help="synthetic training frames (default 24,000; 12,000 for generic)",
+    )
     p.add_argument("--n-val", type=int, default=1500)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
@@ -438,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--width",
         type=float,
-        help="width multiplier of the CNNs but RW (default 0.25; see README for what width "
-        "costs in accuracy)",
+        help="width multiplier of the CNNs but RW (default 0.25; 0.125 for generic; see README "
+        "for what width costs in accuracy)",
     )
     p.add_argument(
         "--device",
