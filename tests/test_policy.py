@@ -142,3 +142,26 @@ def test_after_conditioning_windows_wait_for_a_whole_frame() -> None:
     assert again.rung == 1
     p.refused(again)
     assert p.observe("double_tip", 0.99, window=True)[0].rung == 1  # nothing was done
+
+
+def test_refused_proposals_do_not_move_the_spiral_on() -> None:
+    """A refused pulse's follow-up move is never sent, and a refused move moves nothing: the
+    spots actually visited stay apart however many proposals were refused (the demo once
+    walked back onto a pulsed spot and refused every pulse after)."""
+    p = Policy({"individual_atoms"}, PolicyConfig(consecutive=1, move_nm=150.0))
+    here, spots, refused = (0.0, 0.0), [(0.0, 0.0)], 0
+    for k in range(40):
+        proposals = p.observe("double_tip", 0.99)
+        if k % 3 != 2:  # two of three refused by the gate (cooldown, say): nothing is sent
+            p.refused(proposals[0])
+            refused += 1
+            continue
+        pulse, move = proposals
+        assert pulse.action in ("pulse", "crash") and move.action == "move"
+        if k % 9 == 8:  # the move itself refused: the tip stays
+            p.refused(move)
+            continue
+        here = (here[0] + move.params["dx_nm"], here[1] + move.params["dy_nm"])
+        spots.append(here)
+    assert refused > 20 and len(spots) > 6
+    assert min(math.dist(a, b) for i, a in enumerate(spots) for b in spots[i + 1 :]) > 20.0

@@ -221,9 +221,18 @@ class Policy:
         return out
 
     def refused(self, proposal: Proposal) -> None:
-        """The gate (or the controller) refused ``proposal``: its rung was not climbed."""
+        """The gate (or the controller) refused ``proposal``: its rung was not climbed, and
+        no move was made: neither ``proposal`` if it is a move, nor the follow-up move planned
+        with a refused pulse or crash (the daemon sends nothing after a refusal). The spiral
+        of moves takes that step again next time, so it never drifts off the path it planned
+        and back onto a spot that was conditioned."""
         if proposal.action in CONDITIONING:
             self.await_frame = False  # nothing was done: no fresh frame is needed
+        planned_move = proposal.action == "move" or (
+            proposal.action in CONDITIONING and self.config.relocate
+        )
+        if planned_move and self.moves > 0:
+            self.moves -= 1
         if not proposal.follow_up:
             current = self.rungs.get(proposal.state, 0)
             self.rungs[proposal.state] = min(current, proposal.rung)
