@@ -103,11 +103,13 @@ def main() -> None:
         raw = json.loads((folder / MANIFEST).read_text())
         n_ens = len(m.members) - len(m.extra)
         entries = raw["members"]
-        keep = [i for i in range(n_ens) if (entries[i]["vote_weight"] or 0) > 0]
+        # a model from before weighted votes has no vote_weight: every member votes
+        votes = [e.vote_weight for e in m.members[:n_ens]]
+        keep = [i for i, w in enumerate(votes) if w is None or w > 0]
         if len(keep) == n_ens:
             print(f"{folder}: every member has a vote; nothing to do")
             continue
-        weights = np.array([entries[i]["vote_weight"] for i in keep])
+        weights = np.array([votes[i] for i in keep])
         weights = weights / weights.sum()
         thresholds = np.array([m.thresholds[label] for label in m.labels])
         model = fuse(
@@ -116,7 +118,15 @@ def main() -> None:
             weights,
             thresholds,
         )
-        x = np.random.default_rng(0).uniform(-1, 1, (64, *m_input(m))).astype(np.float32)
+        x = (
+            np.random.default_rng(0)
+            .uniform(
+                -1,
+                1,
+                (64, len(m.preprocessing.channels), m.preprocessing.size, m.preprocessing.size),
+            )
+            .astype(np.float32)
+        )
         old = _run(folder / m.graph.file, x)
         new = _run(model.SerializeToString(), x)
         d_voted = float(np.abs(old[1] - new[1]).max())
@@ -138,11 +148,6 @@ def main() -> None:
             f"{folder}: left out {', '.join(e['name'] for e in dropped)}; "
             f"voted max |Δ| {d_voted:.1e}, members {d_members:.1e}, majority votes equal"
         )
-
-
-def m_input(m: object) -> tuple[int, int, int]:
-    pre = m.preprocessing  # type: ignore[attr-defined]
-    return (len(pre.channels), pre.size, pre.size)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
     from dataclasses import replace
 
-    from tipd.train.pipeline import HSI_CANDIDATES, TrainConfig, train_surface
+    from tipd.train.pipeline import CANDIDATES, TrainConfig, train_surface
 
     root = tmp_path_factory.mktemp("models")
     cfg = TrainConfig(
@@ -58,7 +58,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         epochs=1,
         trees=20,
         workers=1,
-        candidates=[(n, replace(r, width=0.0625, batch=32)) for n, r in HSI_CANDIDATES[:3]],
+        candidates=[(n, replace(r, width=0.0625, batch=32)) for n, r in CANDIDATES[:3]],
     )
     train_surface(cfg, log=lambda _: None)
     return root / "tiny"

@@ -77,9 +77,8 @@ _FORKS = [
 ]
 _SQUEEZE = ("squeeze_adam", Recipe(family="squeeze", width=WIDTH, optimizer="adam", lr=2e-3))
 _VGG = ("vgg_adam", Recipe(family="vgg", width=WIDTH, optimizer="adam", lr=1e-3, seed=3))
-HSI_CANDIDATES: list[tuple[str, Recipe]] = [("vgg_bn_adam", _VGG_BN), *_FORKS, _SQUEEZE, _VGG]
-METAL_CANDIDATES: list[tuple[str, Recipe]] = [("vgg_bn_adam", _VGG_BN), *_FORKS, _SQUEEZE, _VGG]
-CANDIDATES = HSI_CANDIDATES
+#: the candidates of Au, Cu and H:Si (which of them join the ensemble: :func:`comparison_only`)
+CANDIDATES: list[tuple[str, Recipe]] = [("vgg_bn_adam", _VGG_BN), *_FORKS, _SQUEEZE, _VGG]
 
 #: The surface-agnostic model keeps the recipe it ships with: three VGG-BN nets from scratch at
 #: width 0.125 on 12,000 frames. Its randomised surfaces want more passes more than width: the
@@ -100,9 +99,7 @@ GENERIC_CANDIDATES: list[tuple[str, Recipe]] = [
 
 def candidates_for(surface: str) -> list[tuple[str, Recipe]]:
     """The candidate members ``tipd train`` fits for ``surface``."""
-    if surface == "generic":
-        return list(GENERIC_CANDIDATES)
-    return list(HSI_CANDIDATES if surface == "hsi100" else METAL_CANDIDATES)
+    return list(GENERIC_CANDIDATES if surface == "generic" else CANDIDATES)
 
 
 def default_width(surface: str) -> float:
