@@ -220,15 +220,23 @@ def test_the_tiny_ensemble_records_its_forks(tiny_model: Path) -> None:
 
 
 def test_tipd_train_runs_the_recipe_each_shipped_model_records() -> None:
+    """On the kind of device a shipped model was trained on, ``tipd train`` with no budget
+    flags runs the same candidates with the same width, frames, time caps and patience."""
     from tipd.models import models_root
-    from tipd.train.pipeline import candidates_for, default_width
+    from tipd.train.pipeline import candidates_for, default_budget
 
     for surface in ("au111", "cu111", "hsi100", "generic"):
-        shipped = load_manifest(models_root() / surface, verify=False).training["recipe"]
+        training = load_manifest(models_root() / surface, verify=False).training
+        device = torch.device("cpu" if training["device"] == "cpu" else "cuda")
+        budget = default_budget(surface, device)
+        assert training["n_train"] == budget.n_train, surface
+        assert training["member_seconds_cap"] == budget.member_seconds, surface
+        assert training["patience"] == budget.patience, surface
         for name, recipe in candidates_for(surface):
-            want = {**recipe.to_dict(), "width": default_width(surface)}
-            got = shipped[name]
+            want = {**recipe.to_dict(), "width": budget.width}
+            got = training["recipe"][name]
             for key in ("family", "optimizer", "lr", "seed"):
                 assert got[key] == want[key], (surface, name, key)
             assert got["width"] == want["width"], (surface, name)
             assert got.get("start_from") == want["start_from"], (surface, name)
+            assert got["epochs"] == budget.epochs, (surface, name)

@@ -188,7 +188,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not _has_train_extra("train"):
         return 2
     from tipd.train.fit import resolve_device
-    from tipd.train.pipeline import TrainConfig, default_member_seconds, train_surface
+    from tipd.train.pipeline import TrainConfig, train_surface
 
     out = args.out or Path("models") / args.surface
     cfg = TrainConfig(
@@ -199,7 +199,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         n_val=args.n_val,
         n_test=args.n_test,
         seed=args.seed,
-        member_seconds=args.member_seconds or default_member_seconds(args.surface),
+        member_seconds=args.member_seconds,
         epochs=args.epochs,
         trees=args.trees,
         data=args.data,
@@ -423,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-train",
         type=int,
-        help="synthetic training frames (default 24,000; 12,000 for generic)",
+        help="synthetic training frames (default on the CPU 24,000, 12,000 for generic; on a "
+        "GPU 36,000)",
     )
     p.add_argument("--n-val", type=int, default=1500)
     p.add_argument("--n-test", type=int, default=2000)
@@ -432,18 +433,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--member-seconds",
         type=float,
         help="wall-clock time per ensemble candidate, times its share (the first VGG-BN 1.2, "
-        "its two forks 0.9 each; default: 250 s on Au/Cu/generic, 160 s on H:Si, which trains "
-        "four full nets and the tip-change net); Table-I-only candidates get 60 s or half this",
+        "its two forks 0.9 each; default on the CPU 250 s, 160 s on H:Si, which trains four full "
+        "nets and the tip-change net; on a GPU 60 s, 48 s on H:Si); Table-I-only candidates get "
+        "60 s or half this",
     )
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, help="most epochs per net (default 30; GPU 40)")
     p.add_argument(
-        "--patience", type=int, default=5, help="epochs without improvement before a net stops"
+        "--patience",
+        type=int,
+        help="epochs without improvement before a net stops (default 5; GPU 6)",
     )
     p.add_argument(
         "--width",
         type=float,
-        help="width multiplier of the CNNs but RW (default 0.25; 0.125 for generic; see README "
-        "for what width costs in accuracy)",
+        help="width multiplier of the CNNs but RW (default 0.25; 0.125 for generic on the "
+        "CPU; see README for what width costs in accuracy)",
     )
     p.add_argument(
         "--device",

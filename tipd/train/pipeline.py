@@ -102,21 +102,38 @@ def candidates_for(surface: str) -> list[tuple[str, Recipe]]:
     return list(GENERIC_CANDIDATES if surface == "generic" else CANDIDATES)
 
 
-def default_width(surface: str) -> float:
-    """The CNN width ``tipd train`` uses for ``surface`` unless told (``--width``)."""
-    return GENERIC_WIDTH if surface == "generic" else WIDTH
+@dataclass(frozen=True)
+class Budget:
+    """What ``tipd train`` spends on one surface unless told otherwise."""
+
+    width: float  #: width multiplier of every CNN but RW
+    n_train: int  #: synthetic training frames
+    member_seconds: float  #: wall-clock cap (s) per candidate, times its ``time_share``
+    epochs: int  #: most passes over the training frames per candidate
+    patience: int  #: epochs without a better validation score before a candidate stops
 
 
-def default_n_train(surface: str) -> int:
-    """Synthetic training frames ``tipd train`` renders for ``surface`` unless told."""
-    return GENERIC_N_TRAIN if surface == "generic" else 24000
+def default_budget(surface: str, device: torch.device) -> Budget:
+    """The budget ``tipd train`` uses on ``device`` for ``surface``.
 
-
-def default_member_seconds(surface: str) -> float:
-    """Wall-clock time (s) per ensemble candidate (times its ``time_share``) that keeps
-    ``tipd train`` within 20 minutes on 2 CPU cores: H:Si trains four full candidates plus the
-    tip-change net, the others three and two short Table I comparisons."""
-    return 160.0 if surface == "hsi100" else 250.0
+    On the CPU it keeps a surface within 20 minutes on 2 cores: H:Si trains four full
+    candidates plus the tip-change net, the others three and two short Table I comparisons;
+    generic keeps width 0.125 on 12,000 frames (see :data:`GENERIC_CANDIDATES`). On a GPU it is
+    the budget the shipped models were trained with: all four surfaces at once, one process
+    each, in 7 minutes on an NVIDIA H200 (``scripts/train_all.sh --workers 4``), width 0.25
+    everywhere, since there the nets get the passes that width needs.
+    """
+    hsi = surface == "hsi100"
+    if device.type == "cuda":
+        return Budget(WIDTH, 36000, 48.0 if hsi else 60.0, epochs=40, patience=6)
+    generic = surface == "generic"
+    return Budget(
+        GENERIC_WIDTH if generic else WIDTH,
+        GENERIC_N_TRAIN if generic else 24000,
+        160.0 if hsi else 250.0,
+        epochs=30,
+        patience=5,
+    )
 
 
 #: wall-clock cap (s) of a candidate trained for Table I only (see :func:`comparison_only`)
@@ -151,21 +168,21 @@ class TrainConfig:
     surface: str
     out: Path
     reports: Path = Path("reports")
-    n_train: int | None = None  #: default: :func:`default_n_train`
+    n_train: int | None = None  #: None: :func:`default_budget`'s, as the four below
     n_val: int = 1500
     n_test: int = 2000
     seed: int = 0
     size: int = 128
-    member_seconds: float = 200.0
-    epochs: int = 30
+    member_seconds: float | None = None
+    epochs: int | None = None
     trees: int = 5000
     data: Path | None = None
     workers: int = 2
     candidates: list[tuple[str, Recipe]] | None = None  #: default: candidates_for(surface)
     channels: tuple[str, ...] = DEFAULT_CHANNELS  #: model input channels
     device: str = "auto"  #: torch device: auto (GPU when present), cpu, cuda, cuda:N
-    patience: int = 5  #: epochs without a better validation score before a member stops
-    width: float | None = None  #: width of every CNN but RW (default: :func:`default_width`)
+    patience: int | None = None  #: epochs without a better validation score before a net stops
+    width: float | None = None  #: width of every CNN but RW
 
 
 def _split_folder(ds: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
@@ -177,8 +194,22 @@ def _split_folder(ds: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
     return ds.subset(rest[n_val:]), ds.subset(rest[:n_val]), ds.subset(hold)
 
 
-def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Dataset, Dataset, Dataset]:
-    """``(train, validation, test)``."""
+def budget_for(cfg: TrainConfig, device: torch.device) -> Budget:
+    """:func:`default_budget` with whatever ``cfg`` sets itself."""
+    b = default_budget(cfg.surface, device)
+    return Budget(
+        cfg.width or b.width,
+        cfg.n_train or b.n_train,
+        cfg.member_seconds or b.member_seconds,
+        cfg.epochs or b.epochs,
+        cfg.patience or b.patience,
+    )
+
+
+def load_data(
+    cfg: TrainConfig, n_train: int, log: Callable[[str], None]
+) -> tuple[Dataset, Dataset, Dataset]:
+    """``(train, validation, test)``; ``n_train``: synthetic training frames."""
     t0 = time.monotonic()
     if cfg.data is not None:
         tax = taxonomy(cfg.surface)
@@ -189,7 +220,7 @@ def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Dataset, Da
         train, val, test = (
             synthetic(cfg.surface, n, base + k, cfg.size, cfg.workers, cfg.channels)
             for k, n in (
-                (1, cfg.n_train or default_n_train(cfg.surface)),
+                (1, n_train),
                 (2, cfg.n_val),
                 (3, cfg.n_test),
             )
@@ -205,10 +236,13 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     """Train, select, export and report one surface's ensemble; returns its manifest."""
     torch.set_num_threads(max(1, cfg.workers))
     device = resolve_device(cfg.device)
+    budget = budget_for(cfg, device)
     started = time.monotonic()
     tax = taxonomy(cfg.surface)
     classes, extra = list(tax.classes), list(tax.extra)
-    train_all, val_all, test_all = load_data(cfg, log)  # forks renderers: before any CUDA work
+    train_all, val_all, test_all = load_data(
+        cfg, budget.n_train, log
+    )  # forks renderers: before any CUDA work
     card = device_name(device)
     log(f"training on {card}")
     train, val, test = (d.columns(tuple(classes)) for d in (train_all, val_all, test_all))
@@ -218,10 +252,11 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     candidate_list = cfg.candidates if cfg.candidates is not None else candidates_for(cfg.surface)
     tip_change_recipe = TIP_CHANGE_NET[1]
     if cfg.candidates is None:  # explicit candidates keep their widths and batches
-        width = cfg.width or default_width(cfg.surface)
-        batch = default_batch(device, width)
-        candidate_list = [(n, replace(r, width=width, batch=batch)) for n, r in candidate_list]
-        tip_change_recipe = replace(tip_change_recipe, width=width, batch=batch)
+        batch = default_batch(device, budget.width)
+        candidate_list = [
+            (n, replace(r, width=budget.width, batch=batch)) for n, r in candidate_list
+        ]
+        tip_change_recipe = replace(tip_change_recipe, width=budget.width, batch=batch)
     elif cfg.width is not None:
         candidate_list = [(n, replace(r, width=cfg.width)) for n, r in candidate_list]
         tip_change_recipe = replace(tip_change_recipe, width=cfg.width)
@@ -236,10 +271,10 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     ) -> Fitted:
         recipe = replace(
             recipe,
-            max_seconds=seconds or cfg.member_seconds * recipe.time_share,
-            epochs=cfg.epochs,
+            max_seconds=seconds or budget.member_seconds * recipe.time_share,
+            epochs=budget.epochs,
             rotate=rotate,
-            patience=cfg.patience,
+            patience=budget.patience,
         )
         fitted = fit(name, recipe, tr, va, log, device, init)
         timings[name] = round(fitted.seconds, 1)
@@ -263,7 +298,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
             r,
             train,
             val,
-            short_seconds(COMPARISON_SECONDS, cfg.member_seconds) if short else 0,
+            short_seconds(COMPARISON_SECONDS, budget.member_seconds) if short else 0,
             fitted_by_name[r.start_from].model if r.start_from is not None else None,
         )
     candidates = list(fitted_by_name.values())
@@ -275,7 +310,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     if extra:
         tc = (train_all.columns(tuple(extra)), val_all.columns(tuple(extra)))
         extras = [member(TIP_CHANGE_NET[0], tip_change_recipe, *tc)]
-    rw = member(RW[0], RW[1], train, val, short_seconds(RW_SECONDS, cfg.member_seconds))
+    rw = member(RW[0], RW[1], train, val, short_seconds(RW_SECONDS, budget.member_seconds))
     t0 = time.monotonic()
     n_forest = min(len(train), 4000)
     forest = baselines.fit_forest(
@@ -352,7 +387,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         "n_train": len(train),
         "n_val": len(val),
         "n_test": len(test),
-        "recipe": {n: asdict(r) for n, r in candidate_list},
+        "recipe": {c.name: c.recipe.to_dict() for c in candidates},  # as run
         "candidates": {
             c.name: {
                 "val_balanced_accuracy": round(c.val_balanced_accuracy, 4),
@@ -362,14 +397,15 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
             }
             for c in candidates
         },
-        "member_seconds_cap": cfg.member_seconds,
+        "member_seconds_cap": budget.member_seconds,
+        "epochs_cap": budget.epochs,
         "left_out_with_vote_weight_0": unweighted,
         "augmentation_rotate": rotate,
         "seconds": round(seconds, 1),
         "timings": timings,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
         "device": card,
-        "patience": cfg.patience,
+        "patience": budget.patience,
         "torch": torch.__version__,
     }
     manifest = write_model(

@@ -193,8 +193,8 @@ def write_report(
 
 Held-out test frames: {test.source} ({len(test)} frames, seeds never used in training).
 Members: {members}.
-Trained in {t.get("seconds", 0):.0f} s on {t.get("machine", "?")}; ONNX Runtime vs torch
-max |Δ| = {diff:.1e}.
+Trained in {t.get("seconds", 0):.0f} s on {t.get("device", "?")} ({t.get("machine", "?")});
+ONNX Runtime vs torch max |Δ| = {diff:.1e}.
 
 ## Table I (this data)
 
