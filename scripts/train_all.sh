@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Train all four shipped surfaces at once, one `tipd train` process each, into models/ and
-# reports/ (or $TRAIN_OUT/models and $TRAIN_OUT/reports). Extra arguments go to every run, e.g.
-# on a GPU machine with 16 cores (estimated 7 minutes on an H200; not yet measured whole):
+# reports/ (or $TRAIN_OUT/models and $TRAIN_OUT/reports). Extra arguments go to every run. On a
+# GPU machine `tipd train`'s defaults are the GPU budget the shipped models record
+# (tipd.train.pipeline.default_budget), so on one with 16 cores:
 #
-#   scripts/train_all.sh --device cuda --width 0.25 --n-train 36000 --member-seconds 60 \
-#       --epochs 40 --patience 6 --workers 4
+#   scripts/train_all.sh --workers 4      # 7 minutes for all four on one NVIDIA H200
 #
-# H:Si trains four full candidates and the tip-change net, so it gets HSI_FRACTION (default
-# 0.64, as 160 s against 250 s on the CPU) of --member-seconds.
+# Where --member-seconds is given, H:Si gets HSI_FRACTION (default 0.64, as 160 s against 250 s
+# on the CPU) of it: it trains four full candidates and the tip-change net.
 # Logs: <out>/train-<surface>.log. Exits non-zero when any run fails (the others finish).
 set -uo pipefail
 py=${PYTHON:-.venv/bin/python}

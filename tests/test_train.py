@@ -240,3 +240,19 @@ def test_tipd_train_runs_the_recipe_each_shipped_model_records() -> None:
             assert got["width"] == want["width"], (surface, name)
             assert got.get("start_from") == want["start_from"], (surface, name)
             assert got["epochs"] == budget.epochs, (surface, name)
+
+
+def test_budget_is_per_device_and_flags_override_it() -> None:
+    from tipd.train.pipeline import TrainConfig, budget_for, default_budget
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert default_budget("generic", cpu).width == 0.125  # generic wants passes more than width
+    assert default_budget("generic", gpu).width == 0.25
+    assert (
+        default_budget("hsi100", cpu).member_seconds < default_budget("au111", cpu).member_seconds
+    )
+    assert default_budget("au111", gpu).n_train > default_budget("au111", cpu).n_train
+    cfg = TrainConfig(surface="au111", out=Path("x"), width=0.5, patience=2)
+    b = budget_for(cfg, cpu)
+    assert (b.width, b.patience) == (0.5, 2)
+    assert (b.n_train, b.epochs) == (24000, 30)  # the rest from the CPU budget
