@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tipd.preprocess import flatten_lines, resample, scale_unit, to_model_input
+from tipd.preprocess import flatten_lines, resample, row_median, scale_unit, to_model_input
 
 images = arrays(
     np.float64,
@@ -72,3 +72,21 @@ def test_autocorrelation_has_a_side_peak_at_a_ghost_offset() -> None:
     assert autocorrelation(base)[37, 41] < 0.3
     x = model_input(rng.normal(0, 1e-10, (40, 50)), 32, ("height", "autocorrelation"))
     assert x.shape == (2, 32, 32) and np.isfinite(x).all() and np.abs(x).max() <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 9), st.integers(1, 12)),
+        elements=st.floats(-1e6, 1e6, allow_nan=False) | st.sampled_from([0.0, 1.0, -1.0]),
+    )
+)
+def test_row_median_is_numpys_median(a: np.ndarray) -> None:
+    assert np.array_equal(row_median(a), np.median(a, axis=1))
+
+
+def test_area_mean_resample_is_the_block_mean() -> None:
+    z = np.random.default_rng(3).normal(size=(256, 384))
+    want = z.reshape(64, 4, 64, 6).mean(axis=(1, 3))
+    np.testing.assert_allclose(resample(z, 64), want, rtol=1e-12)

