@@ -30,7 +30,8 @@ import zmq
 
 from tipd.frames import Frame
 from tipd.protocol import decode_event, encode_frame
-from tipd.synth import generate
+from tipd.synth import Labelled, generate
+from tipd.taxonomy import taxonomy
 
 
 def port() -> int:
@@ -44,6 +45,25 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def tip_change_frames(surface: str, n: int) -> list[Labelled]:
+    """``n`` synthetic 512² frames of ``surface`` with a tip change. Where ``tip_change`` is a
+    class they are drawn as that class; on H:Si, where it is a separate flag, the first
+    frames that have one."""
+    if "tip_change" in taxonomy(surface).classes:
+        return [
+            generate(surface, 6 * k + 2, seed=11, pixels=512, cls="tip_change", mixed=0)
+            for k in range(n)
+        ]
+    frames: list[Labelled] = []
+    index = 0
+    while len(frames) < n:
+        f = generate(surface, index, seed=11, pixels=512, mixed=0)
+        if "change_row" in f.params:
+            frames.append(f)
+        index += 1
+    return frames
 
 
 def main() -> None:
@@ -134,8 +154,7 @@ events = "{events_ep}"
         )
 
         delays = []
-        for k in range(10):
-            f = generate(args.model, 6 * k + 2, seed=11, pixels=512, cls="tip_change", mixed=0)
+        for k, f in enumerate(tip_change_frames(args.model, 10)):
             row = int(f.params["change_row"])
             frame = Frame(
                 data=f.heights_m.astype(np.float64),
