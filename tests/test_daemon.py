@@ -443,3 +443,32 @@ def test_under_overload_the_newest_frame_wins_and_nothing_is_lost(daemon: Daemon
     assert status["burst199"] == "classified"
     assert "skipped" in status.values()
     assert set(status.values()) <= {"classified", "skipped"}
+
+
+@pytest.mark.parametrize("act_on_windows", [False, True])
+def test_window_decisions_drive_the_policy_only_when_configured(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str], act_on_windows: bool
+) -> None:
+    """Frames that never complete are decided window by window; with every decision a fault
+    (thresholds 0, one decision enough), those windows act only with ``act_on_windows``."""
+    models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
+    extra = f"act_on_windows = {str(act_on_windows).lower()}\n" + ACTIVE
+    d = start(tmp_path, models, tipd_exe, extra=extra)
+    try:
+        stream: list[tuple[str, dict[str, object]]] = []
+        for k in range(3):
+            f = frame(rows=64, frame_id=f"part{k}")
+            for first in range(0, 48, 8):  # 48 of 64 lines: the frame is never whole
+                d.send(encode_frame(f.header(first, 8), f.data[first : first + 8]))
+                time.sleep(0.05)
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            if d.sub.poll(100):
+                parts = d.sub.recv_multipart()
+                stream.append((parts[0].decode(), decode_event(parts).model_dump()))
+    finally:
+        stop(d)
+    states = [b for t, b in stream if t.startswith("state.")]
+    actions = [b for t, b in stream if t.startswith("action.")]
+    assert states and all(int(str(s["rows_seen"])) < 64 for s in states)  # windows only
+    assert bool(actions) == act_on_windows, [a["command"] for a in actions]

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     advisory: bool = False  #: decide and report, never command
     window_lines: int = Field(64, ge=8)  #: rolling window of newest lines classified mid-frame
     window_every: int = Field(16, ge=1)  #: classify the window every this many new lines
+    #: Let window decisions drive the policy. Off by default: windows are classified and
+    #: published (state events, journal, line jumps), but only whole frames are acted on. The
+    #: shipped models know whole frames; a window (the newest lines squeezed into the model's
+    #: square input) misreads them: in a 60 s demo on Au(111), none of 137 windows over a
+    #: sharp tip was called good, and the pulses they set off blunted sharp tips.
+    act_on_windows: bool = False
     queue_frames: int = Field(4, ge=1)  #: per microscope; older frames are skipped under load
     health_s: float = Field(5.0, gt=0)  #: seconds between health events
     threads: int = Field(2, ge=0)  #: ONNX Runtime intra-op threads (0: all cores)

@@ -401,6 +401,8 @@ class Daemon:
                 line_jumps=jumps,
             )
         )
+        if kind == "window" and not self.settings.act_on_windows:
+            return  # reported above, not acted on (see Settings.act_on_windows)
         if decision.desirable or (
             kind == "frame" and mic.policy.good(decision.state, decision.bad)
         ):
