@@ -187,8 +187,16 @@ def _has_train_extra(command: str) -> bool:
 def _cmd_train(args: argparse.Namespace) -> int:
     if not _has_train_extra("train"):
         return 2
+    from tipd.models import ModelError, find
+    from tipd.taxonomy import taxonomy
     from tipd.train.fit import resolve_device
-    from tipd.train.pipeline import TrainConfig, train_surface
+    from tipd.train.pipeline import (
+        TrainConfig,
+        budget_for,
+        candidate_recipes,
+        plan_init,
+        train_surface,
+    )
 
     out = args.out or Path("models") / args.surface
     cfg = TrainConfig(
@@ -210,8 +218,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         width=args.width,
     )
     try:
-        resolve_device(args.device)
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: a device string torch rejects
+        device = resolve_device(args.device)
+        if args.init_from:
+            cfg.init_from = find(args.init_from)
+            candidates, _ = candidate_recipes(cfg, device, budget_for(cfg, device))
+            plan_init(cfg, candidates, list(taxonomy(args.surface).classes))
+    except (ValueError, RuntimeError, ModelError) as exc:  # RuntimeError: a device torch rejects
         print(f"tipd train: {exc}", file=sys.stderr)
         return 2
     manifest = train_surface(cfg)
@@ -455,6 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch device: auto (the GPU when torch sees one), cpu, cuda, cuda:N",
     )
     p.add_argument("--trees", type=int, default=5000, help="random-forest trees (paper: 5000)")
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="model name or folder: the chain's first net (generic: each net) goes on from that "
+        "model's best-weighted member, at 0.3 of its learning rate, instead of from scratch "
+        "(e.g. a shipped model, on your own labelled scans)",
+    )
     p.add_argument("--workers", type=int, default=2, help="threads / data processes")
     p.add_argument(
         "--channels",

@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tipd.models import Manifest
+from tipd.models import Manifest, Member, load_manifest
 from tipd.taxonomy import taxonomy
 from tipd.train import baselines
 from tipd.train.data import DEFAULT_CHANNELS, Dataset, from_folder, synthetic
 from tipd.train.export import Fused, write_model
 from tipd.train.fit import Fitted, Recipe, device_name, fit, predict, resolve_device
 from tipd.train.metrics import auroc, choose_thresholds, threshold_precision
+from tipd.train.onnx_weights import load_member
 from tipd.train.report import evaluate_all, write_report
 from tipd.train.vote import vote_weights
 
@@ -183,6 +184,8 @@ class TrainConfig:
     device: str = "auto"  #: torch device: auto (GPU when present), cpu, cuda, cuda:N
     patience: int | None = None  #: epochs without a better validation score before a net stops
     width: float | None = None  #: width of every CNN but RW
+    #: a trained model folder whose best-weighted member the chain roots start from
+    init_from: Path | None = None
 
 
 def _split_folder(ds: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
@@ -192,6 +195,68 @@ def _split_folder(ds: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
     hold, rest = order[:n_hold], order[n_hold:]
     n_val = max(1, len(rest) // 5)
     return ds.subset(rest[n_val:]), ds.subset(rest[:n_val]), ds.subset(hold)
+
+
+#: learning rate of a net that goes on from trained weights, as a fraction of its recipe's
+#: (the forks' rates above are 0.3 of their optimisers' usual ones)
+GO_ON_RATE = 0.3
+
+
+@dataclass(frozen=True)
+class InitPlan:
+    """What ``--init-from`` does: which member of which model the ``roots`` go on from."""
+
+    folder: Path
+    model: str
+    member: Member
+    roots: list[str]  #: candidates that start from ``member`` instead of from scratch
+
+
+def plan_init(
+    cfg: TrainConfig, candidates: list[tuple[str, Recipe]], labels: list[str]
+) -> InitPlan:
+    """The member of ``cfg.init_from`` with the largest vote weight among those with
+    ``labels``, and the candidates that go on from it: those of its family and width that are
+    not forks of another candidate nor Table I comparisons. Raises ``ValueError`` when there
+    are none (``ModelError`` when the folder holds no sound model)."""
+    assert cfg.init_from is not None
+    manifest = load_manifest(cfg.init_from, verify=True)
+    fits = [m for m in manifest.members if m.labels == labels and m.vote_weight is not None]
+    if not fits:
+        raise ValueError(f"--init-from {cfg.init_from}: no voting member with labels {labels}")
+    best = max(fits, key=lambda m: m.vote_weight or 0.0)
+    roots = [
+        n
+        for n, r in candidates
+        if r.start_from is None
+        and (r.family, r.width) == (best.family, best.width)
+        and not comparison_only(cfg.surface, r)
+    ]
+    if not roots:
+        raise ValueError(
+            f"--init-from {cfg.init_from}: its member {best.name} is {best.family} at width "
+            f"{best.width}, and no candidate trained from scratch is (--width sets the width)"
+        )
+    return InitPlan(cfg.init_from, manifest.name, best, roots)
+
+
+def candidate_recipes(
+    cfg: TrainConfig, device: torch.device, budget: Budget
+) -> tuple[list[tuple[str, Recipe]], Recipe]:
+    """The candidates ``tipd train`` fits and the recipe of the H:Si tip-change net, with
+    widths and batches set (explicit ``cfg.candidates`` keep theirs unless ``cfg.width``)."""
+    candidate_list = cfg.candidates if cfg.candidates is not None else candidates_for(cfg.surface)
+    tip_change_recipe = TIP_CHANGE_NET[1]
+    if cfg.candidates is None:
+        batch = default_batch(device, budget.width)
+        candidate_list = [
+            (n, replace(r, width=budget.width, batch=batch)) for n, r in candidate_list
+        ]
+        tip_change_recipe = replace(tip_change_recipe, width=budget.width, batch=batch)
+    elif cfg.width is not None:
+        candidate_list = [(n, replace(r, width=cfg.width)) for n, r in candidate_list]
+        tip_change_recipe = replace(tip_change_recipe, width=cfg.width)
+    return candidate_list, tip_change_recipe
 
 
 def budget_for(cfg: TrainConfig, device: torch.device) -> Budget:
@@ -237,9 +302,12 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     torch.set_num_threads(max(1, cfg.workers))
     device = resolve_device(cfg.device)
     budget = budget_for(cfg, device)
-    started = time.monotonic()
     tax = taxonomy(cfg.surface)
     classes, extra = list(tax.classes), list(tax.extra)
+    candidate_list, tip_change_recipe = candidate_recipes(cfg, device, budget)
+    # fails before the data, not after
+    plan = plan_init(cfg, candidate_list, classes) if cfg.init_from is not None else None
+    started = time.monotonic()
     train_all, val_all, test_all = load_data(
         cfg, budget.n_train, log
     )  # forks renderers: before any CUDA work
@@ -248,18 +316,6 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     train, val, test = (d.columns(tuple(classes)) for d in (train_all, val_all, test_all))
     rotate = cfg.data is not None
     timings: dict[str, float] = {}
-
-    candidate_list = cfg.candidates if cfg.candidates is not None else candidates_for(cfg.surface)
-    tip_change_recipe = TIP_CHANGE_NET[1]
-    if cfg.candidates is None:  # explicit candidates keep their widths and batches
-        batch = default_batch(device, budget.width)
-        candidate_list = [
-            (n, replace(r, width=budget.width, batch=batch)) for n, r in candidate_list
-        ]
-        tip_change_recipe = replace(tip_change_recipe, width=budget.width, batch=batch)
-    elif cfg.width is not None:
-        candidate_list = [(n, replace(r, width=cfg.width)) for n, r in candidate_list]
-        tip_change_recipe = replace(tip_change_recipe, width=cfg.width)
 
     def member(
         name: str,
@@ -286,6 +342,12 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         )
         return fitted
 
+    init_net: torch.nn.Module | None = None
+    if plan is not None:
+        m = plan.member
+        calibration = train.x[:256].astype(np.float32)
+        init_net = load_member(plan.folder / m.file, m.family, len(classes), m.width, calibration)
+        log(f"{', '.join(plan.roots)} go on from {plan.model}/{m.name}")
     fitted_by_name: dict[str, Fitted] = {}
     for n, r in candidate_list:
         if r.start_from is not None and r.start_from not in fitted_by_name:
@@ -293,13 +355,19 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
                 f"candidate {n!r} forks {r.start_from!r}, which is not trained before it"
             )
         short = comparison_only(cfg.surface, r)
+        start: torch.nn.Module | None = None
+        if r.start_from is not None:
+            start = fitted_by_name[r.start_from].model
+        elif plan is not None and n in plan.roots:
+            start = init_net
+            r = replace(r, lr=r.lr * GO_ON_RATE)
         fitted_by_name[n] = member(
             n,
             r,
             train,
             val,
             short_seconds(COMPARISON_SECONDS, budget.member_seconds) if short else 0,
-            fitted_by_name[r.start_from].model if r.start_from is not None else None,
+            start,
         )
     candidates = list(fitted_by_name.values())
     pool = [c for c in candidates if not comparison_only(cfg.surface, c.recipe)] or candidates
@@ -400,6 +468,15 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         "member_seconds_cap": budget.member_seconds,
         "epochs_cap": budget.epochs,
         "left_out_with_vote_weight_0": unweighted,
+        "init_from": None
+        if plan is None
+        else {
+            "model": plan.model,
+            "member": plan.member.name,
+            "sha256": plan.member.sha256,
+            "candidates": plan.roots,
+            "lr_fraction": GO_ON_RATE,
+        },
         "augmentation_rotate": rotate,
         "seconds": round(seconds, 1),
         "timings": timings,

@@ -1,0 +1,106 @@
+"""A member back from its ONNX file into torch (``tipd train --init-from``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tipd.models import load_manifest  # noqa: E402
+from tipd.train.export import export_onnx  # noqa: E402
+from tipd.train.nets import build  # noqa: E402
+from tipd.train.onnx_weights import load_member  # noqa: E402
+
+
+def _trained_looking(family: str, seed: int) -> torch.nn.Module:
+    """A net whose batch norms hold statistics and scales far from their defaults."""
+    torch.manual_seed(seed)
+    net = build(family, 4, 0.0625, 1)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(32, 1, 128, 128) * 2 + 0.5)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
+    return net.eval()
+
+
+@pytest.mark.parametrize("family", ["vgg_bn", "squeeze", "vgg", "rw"])
+def test_a_member_comes_back_from_onnx_computing_the_same(tmp_path: Path, family: str) -> None:
+    import onnxruntime as ort
+
+    net = _trained_looking(family, 1)
+    path = tmp_path / "m.onnx"
+    export_onnx(net, path, 128, ["logits"], 1)
+    rng = np.random.default_rng(2)
+    calibration = rng.uniform(-1, 1, size=(64, 1, 128, 128)).astype(np.float32)
+    back = load_member(path, family, 4, 0.0625, calibration)
+    x = rng.uniform(-1, 1, size=(8, 1, 128, 128)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+        got = back(torch.from_numpy(x)).numpy()
+    onnx_out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x}
+    )[0]
+    assert np.abs(got - want).max() < 1e-4
+    assert np.abs(got - onnx_out).max() < 1e-4
+    if family in ("vgg_bn", "squeeze"):  # rebuilt norms: train mode keeps the function too
+        back.train()
+        for m in back.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.eval()
+        with torch.no_grad():
+            on_batch = back(torch.from_numpy(calibration)).numpy()
+            back.eval()
+            want_batch = back(torch.from_numpy(calibration)).numpy()
+        assert np.abs(on_batch - want_batch).max() < 1e-3
+
+
+def test_a_member_of_another_family_or_width_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    export_onnx(_trained_looking("vgg_bn", 3), path, 128, ["logits"], 1)
+    x = np.zeros((4, 1, 128, 128), dtype=np.float32)
+    with pytest.raises(ValueError, match="convolutions"):
+        load_member(path, "squeeze", 4, 0.0625, x)
+    with pytest.raises(ValueError, match="shape"):
+        load_member(path, "vgg_bn", 4, 0.125, x)
+
+
+def test_tipd_train_goes_on_from_a_trained_model(tmp_path: Path, tiny_model: Path) -> None:
+    from tipd.train.pipeline import CANDIDATES, TrainConfig, train_surface
+
+    shipped = load_manifest(tiny_model)
+    best = max(
+        (m for m in shipped.members if m.vote_weight is not None),
+        key=lambda m: m.vote_weight or 0.0,
+    )
+    cfg = TrainConfig(
+        surface="hsi100",
+        out=tmp_path / "goes-on",
+        reports=tmp_path / "reports",
+        n_train=128,
+        n_val=64,
+        n_test=64,
+        member_seconds=2,
+        epochs=1,
+        trees=10,
+        workers=1,
+        candidates=[(n, replace(r, width=0.0625, batch=32)) for n, r in CANDIDATES[:3]],
+        init_from=tiny_model,
+    )
+    manifest = train_surface(cfg, log=lambda _: None)
+    init = manifest.training["init_from"]
+    assert init["member"] == best.name and init["sha256"] == best.sha256
+    assert init["candidates"] == ["vgg_bn_adam"]  # the chain's root; its forks follow it
+    root = manifest.training["recipe"]["vgg_bn_adam"]
+    assert root["lr"] == pytest.approx(CANDIDATES[0][1].lr * init["lr_fraction"])
+    # a width no member has: refused before any data is made
+    with pytest.raises(ValueError, match="width"):
+        train_surface(replace(cfg, width=0.125, out=tmp_path / "never"), log=lambda _: None)
+    assert not (tmp_path / "never").exists()
