@@ -6,6 +6,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,28 +38,36 @@ def tipd_exe() -> list[str]:
     return [found] if found else [sys.executable, "-m", "tipd.cli"]
 
 
+def tiny_config(root: Path, name: str, **overrides: Any) -> Any:
+    """The ``TrainConfig`` of a tiny H:Si ensemble in ``root/name``: the first three
+    candidates at width 0.0625, a few frames and seconds each."""
+    from dataclasses import replace
+
+    from tipd.train.pipeline import CANDIDATES, TrainConfig
+
+    settings: dict[str, Any] = {
+        "surface": "hsi100",
+        "out": root / name,
+        "reports": root / "reports",
+        "n_train": 128,
+        "n_val": 64,
+        "n_test": 64,
+        "member_seconds": 4,
+        "epochs": 1,
+        "trees": 20,
+        "workers": 1,
+        "candidates": [(n, replace(r, width=0.0625, batch=32)) for n, r in CANDIDATES[:3]],
+    }
+    return TrainConfig(**{**settings, **overrides})
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An H:Si ensemble (with the separate tip-change net) trained for a few steps: the whole
     training path, fast enough for the suite."""
     pytest.importorskip("torch")
-    from dataclasses import replace
-
-    from tipd.train.pipeline import CANDIDATES, TrainConfig, train_surface
+    from tipd.train.pipeline import train_surface
 
     root = tmp_path_factory.mktemp("models")
-    cfg = TrainConfig(
-        surface="hsi100",
-        out=root / "tiny",
-        reports=root / "reports",
-        n_train=128,
-        n_val=64,
-        n_test=64,
-        member_seconds=4,
-        epochs=1,
-        trees=20,
-        workers=1,
-        candidates=[(n, replace(r, width=0.0625, batch=32)) for n, r in CANDIDATES[:3]],
-    )
-    train_surface(cfg, log=lambda _: None)
+    train_surface(tiny_config(root, "tiny"), log=lambda _: None)
     return root / "tiny"

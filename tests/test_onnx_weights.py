@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.conftest import tiny_config  # noqa: E402
 from tipd.models import load_manifest  # noqa: E402
 from tipd.train.export import export_onnx  # noqa: E402
 from tipd.train.nets import build  # noqa: E402
@@ -73,27 +75,14 @@ def test_a_member_of_another_family_or_width_is_refused(tmp_path: Path) -> None:
 
 
 def test_tipd_train_goes_on_from_a_trained_model(tmp_path: Path, tiny_model: Path) -> None:
-    from tipd.train.pipeline import CANDIDATES, TrainConfig, train_surface
+    from tipd.train.pipeline import CANDIDATES, train_surface
 
     shipped = load_manifest(tiny_model)
     best = max(
         (m for m in shipped.members if m.vote_weight is not None),
         key=lambda m: m.vote_weight or 0.0,
     )
-    cfg = TrainConfig(
-        surface="hsi100",
-        out=tmp_path / "goes-on",
-        reports=tmp_path / "reports",
-        n_train=128,
-        n_val=64,
-        n_test=64,
-        member_seconds=2,
-        epochs=1,
-        trees=10,
-        workers=1,
-        candidates=[(n, replace(r, width=0.0625, batch=32)) for n, r in CANDIDATES[:3]],
-        init_from=tiny_model,
-    )
+    cfg = tiny_config(tmp_path, "goes-on", member_seconds=2, trees=10, init_from=tiny_model)
     manifest = train_surface(cfg, log=lambda _: None)
     init = manifest.training["init_from"]
     assert init["member"] == best.name and init["sha256"] == best.sha256
@@ -104,3 +93,21 @@ def test_tipd_train_goes_on_from_a_trained_model(tmp_path: Path, tiny_model: Pat
     with pytest.raises(ValueError, match="width"):
         train_surface(replace(cfg, width=0.125, out=tmp_path / "never"), log=lambda _: None)
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [("hsi100", "no voting member with labels"), ("no-such-model", "no model 'no-such-model'")],
+)
+def test_tipd_train_refuses_a_model_it_cannot_go_on_from(
+    tmp_path: Path, tipd_exe: list[str], model: str, says: str
+) -> None:
+    out = tmp_path / "au111"
+    run = subprocess.run(
+        [*tipd_exe, "train", "--surface", "au111", "--init-from", model, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and says in run.stderr, run.stderr[-2000:]
+    assert not out.exists()  # refused before any data was made

@@ -222,7 +222,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.init_from:
             cfg.init_from = find(args.init_from)
             candidates, _ = candidate_recipes(cfg, device, budget_for(cfg, device))
-            plan_init(cfg, candidates, list(taxonomy(args.surface).classes))
+            plan_init(cfg.init_from, args.surface, candidates, list(taxonomy(args.surface).classes))
     except (ValueError, RuntimeError, ModelError) as exc:  # RuntimeError: a device torch rejects
         print(f"tipd train: {exc}", file=sys.stderr)
         return 2

@@ -213,31 +213,30 @@ class InitPlan:
 
 
 def plan_init(
-    cfg: TrainConfig, candidates: list[tuple[str, Recipe]], labels: list[str]
+    folder: Path, surface: str, candidates: list[tuple[str, Recipe]], labels: list[str]
 ) -> InitPlan:
-    """The member of ``cfg.init_from`` with the largest vote weight among those with
-    ``labels``, and the candidates that go on from it: those of its family and width that are
-    not forks of another candidate nor Table I comparisons. Raises ``ValueError`` when there
-    are none (``ModelError`` when the folder holds no sound model)."""
-    assert cfg.init_from is not None
-    manifest = load_manifest(cfg.init_from, verify=True)
+    """The member of the trained model in ``folder`` with the largest vote weight among those
+    with ``labels``, and the candidates of ``surface`` that go on from it: those of its family
+    and width that are not forks of another candidate nor Table I comparisons. Raises
+    ``ValueError`` when there are none (``ModelError`` when the folder holds no sound model)."""
+    manifest = load_manifest(folder, verify=True)
     fits = [m for m in manifest.members if m.labels == labels and m.vote_weight is not None]
     if not fits:
-        raise ValueError(f"--init-from {cfg.init_from}: no voting member with labels {labels}")
+        raise ValueError(f"--init-from {folder}: no voting member with labels {labels}")
     best = max(fits, key=lambda m: m.vote_weight or 0.0)
     roots = [
         n
         for n, r in candidates
         if r.start_from is None
         and (r.family, r.width) == (best.family, best.width)
-        and not comparison_only(cfg.surface, r)
+        and not comparison_only(surface, r)
     ]
     if not roots:
         raise ValueError(
-            f"--init-from {cfg.init_from}: its member {best.name} is {best.family} at width "
+            f"--init-from {folder}: its member {best.name} is {best.family} at width "
             f"{best.width}, and no candidate trained from scratch is (--width sets the width)"
         )
-    return InitPlan(cfg.init_from, manifest.name, best, roots)
+    return InitPlan(folder, manifest.name, best, roots)
 
 
 def candidate_recipes(
@@ -305,12 +304,12 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     tax = taxonomy(cfg.surface)
     classes, extra = list(tax.classes), list(tax.extra)
     candidate_list, tip_change_recipe = candidate_recipes(cfg, device, budget)
-    # fails before the data, not after
-    plan = plan_init(cfg, candidate_list, classes) if cfg.init_from is not None else None
+    plan = None  # checked before the data is made, not after
+    if cfg.init_from is not None:
+        plan = plan_init(cfg.init_from, cfg.surface, candidate_list, classes)
     started = time.monotonic()
-    train_all, val_all, test_all = load_data(
-        cfg, budget.n_train, log
-    )  # forks renderers: before any CUDA work
+    # renders in forked processes: before any CUDA work
+    train_all, val_all, test_all = load_data(cfg, budget.n_train, log)
     card = device_name(device)
     log(f"training on {card}")
     train, val, test = (d.columns(tuple(classes)) for d in (train_all, val_all, test_all))
@@ -347,7 +346,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         m = plan.member
         calibration = train.x[:256].astype(np.float32)
         init_net = load_member(plan.folder / m.file, m.family, len(classes), m.width, calibration)
-        log(f"{', '.join(plan.roots)} go on from {plan.model}/{m.name}")
+        log(f"going on from {plan.model}/{m.name}: {', '.join(plan.roots)}")
     fitted_by_name: dict[str, Fitted] = {}
     for n, r in candidate_list:
         if r.start_from is not None and r.start_from not in fitted_by_name:
