@@ -32,17 +32,20 @@ def main() -> None:
             (
                 m.name,
                 t["seconds"],
-                t.get("machine", "?"),
+                f"{t.get('device', '?')} ({t.get('machine', '?')})",
                 t["n_train"],
                 ens["auroc"],
                 sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
             )
         )
-    print(f"{'model':<8} {'train min':>9} {'frames':>7} {'ens AUROC':>9} {'MB':>6}  machine")
+    print(f"{'model':<8} {'train min':>9} {'frames':>7} {'ens AUROC':>9} {'MB':>6}  trained on")
     for name, seconds, machine, n, auc, size in rows:
         print(f"{name:<8} {seconds / 60:>9.1f} {n:>7} {auc:>9.3f} {size / 1e6:>6.2f}  {machine}")
     total = sum(r[1] for r in rows)
-    print(f"{'all':<8} {total / 60:>9.1f}   models/ total {sum(r[5] for r in rows) / 1e6:.2f} MB")
+    print(
+        f"{'all':<8} {total / 60:>9.1f}   the sum (scripts/train_all.sh runs the four at "
+        f"once); models/ total {sum(r[5] for r in rows) / 1e6:.2f} MB"
+    )
 
 
 if __name__ == "__main__":
