@@ -98,6 +98,25 @@ def test_bad_files_get_a_clear_error(
         read_any(path)
 
 
+@pytest.mark.parametrize(
+    ("size", "want"), [(30, (30.0, 30.0)), (12.5, (12.5, 12.5)), ([30, 20], (30.0, 20.0))]
+)
+def test_npy_sidecar_scan_size_is_a_pair_or_one_number(
+    tmp_path: Path, size: object, want: tuple[float, float]
+) -> None:
+    np.save(tmp_path / "scan.npy", np.zeros((8, 8)))
+    (tmp_path / "scan.json").write_text(json.dumps({"scan_size_nm": size}))
+    assert read_any(tmp_path / "scan.npy").scan_size_nm == want
+
+
+@pytest.mark.parametrize("size", ["30", [30], [30, 20, 10], [30, "x"], True, None])
+def test_npy_sidecar_with_a_bad_scan_size_gets_a_clear_error(tmp_path: Path, size: object) -> None:
+    np.save(tmp_path / "scan.npy", np.zeros((8, 8)))
+    (tmp_path / "scan.json").write_text(json.dumps({"scan_size_nm": size}))
+    with pytest.raises(ReaderError, match="scan_size_nm"):
+        read_any(tmp_path / "scan.npy")
+
+
 def test_npy_refuses_pickles_and_missing_sidecar(tmp_path: Path) -> None:
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ReaderError, match="not a plain numeric"):

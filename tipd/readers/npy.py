@@ -1,5 +1,6 @@
 """``.npy`` heights in metres, rows = scan lines, with an optional sidecar ``<name>.json``
-holding ``scan_size_nm`` ([w, h]) and any other :class:`Frame` header field."""
+holding ``scan_size_nm`` ([w, h], or one number for a square scan) and any other
+:class:`Frame` header field."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def read_npy(path: Path) -> Frame:
     size = meta.pop("scan_size_nm", None)
     if size is None:
         raise ReaderError(f"{path}: needs a sidecar {sidecar.name} with scan_size_nm [w, h]")
-    w, h = (float(v) for v in size)
+    w, h = _scan_size(size, sidecar)
     pos = meta.pop("position_nm", (0.0, 0.0))
     frame = Frame(
         data=data.astype(np.float64),
@@ -60,3 +61,16 @@ def read_npy(path: Path) -> Frame:
         position_nm=(float(pos[0]), float(pos[1])),
     )
     return frame.replace(**meta) if meta else frame
+
+
+def _scan_size(size: Any, sidecar: Path) -> tuple[float, float]:
+    """``scan_size_nm`` of a sidecar: ``[w, h]`` or one number (a square scan), in nm."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    if number(size):
+        return float(size), float(size)
+    if isinstance(size, list) and len(size) == 2 and all(number(v) for v in size):
+        return float(size[0]), float(size[1])
+    raise ReaderError(f"{sidecar}: scan_size_nm must be [w, h] or one number (nm), got {size!r}")
