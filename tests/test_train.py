@@ -256,3 +256,28 @@ def test_budget_is_per_device_and_flags_override_it() -> None:
     b = budget_for(cfg, cpu)
     assert (b.width, b.patience) == (0.5, 2)
     assert (b.n_train, b.epochs) == (24000, 30)  # the rest from the CPU budget
+
+
+def test_going_on_from_a_finished_net_keeps_it_unless_an_epoch_beats_it() -> None:
+    from tipd.train.fit import Recipe, fit
+
+    frames = _random_frames(128, 1)
+    base = fit(
+        "base",
+        Recipe(family="vgg_bn", width=0.0625, epochs=4, batch=32),
+        frames,
+        frames,
+        log=lambda _: None,
+    )
+    # training on flipped labels only makes the net worse on the true ones
+    flipped = Dataset(frames.x, 1 - frames.y, frames.y.argmin(axis=1), frames.labels, "flipped")
+    harm = Recipe(family="vgg_bn", width=0.0625, epochs=1, batch=32, lr=1e-2)
+    kept = fit("kept", harm, flipped, frames, log=lambda _: None, init=base.model, init_counts=True)
+    moved = fit("moved", harm, flipped, frames, log=lambda _: None, init=base.model)
+    assert (kept.val_balanced_accuracy, kept.val_mean_auroc) == (
+        base.val_balanced_accuracy,
+        base.val_mean_auroc,
+    )
+    for (name, p), q in zip(kept.model.named_parameters(), base.model.parameters(), strict=True):
+        assert torch.equal(p, q), name
+    assert moved.val_mean_auroc < base.val_mean_auroc

@@ -116,6 +116,7 @@ def fit(
     log: Callable[[str], None] = print,
     device: torch.device | None = None,
     init: nn.Module | None = None,
+    init_counts: bool = False,
 ) -> Fitted:
     """Train one member on ``train`` and keep its best epoch by weighted accuracy on ``val``.
 
@@ -123,6 +124,8 @@ def fit(
     (``device``) the frames, labels and augmentation live on the card for the whole fit; the
     returned model is always on the CPU, ready for export. ``init``: a trained net of the
     recipe's family and width to start from (a copy is trained; ``init`` is left as it was).
+    ``init_counts``: ``init`` itself is scored on ``val`` as epoch 0 and kept unless an epoch
+    beats it, so that going on from a finished model never keeps a worse one.
     """
     device = device or torch.device("cpu")
     if device.type == "cuda":
@@ -148,6 +151,10 @@ def fit(
     keep = torch.from_numpy(flips_only).to(device)
     best: tuple[float, float] = (-1.0, 0.0)
     best_state = copy.deepcopy(model.state_dict())
+    if init is not None and init_counts:
+        probs = predict(model, val.x)
+        best = (balanced_accuracy(val, probs), mean_auroc(val.y, probs))
+        log(f"  {name} epoch 0 (its start): val bal.acc {best[0]:.3f}  AUROC {best[1]:.3f}")
     history: list[dict[str, float]] = []
     start = time.monotonic()
     stale = 0

@@ -323,6 +323,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         va: Dataset,
         seconds: float = 0,
         init: torch.nn.Module | None = None,
+        init_counts: bool = False,
     ) -> Fitted:
         recipe = replace(
             recipe,
@@ -331,7 +332,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
             rotate=rotate,
             patience=budget.patience,
         )
-        fitted = fit(name, recipe, tr, va, log, device, init)
+        fitted = fit(name, recipe, tr, va, log, device, init, init_counts)
         timings[name] = round(fitted.seconds, 1)
         log(
             f"{name}: val weighted accuracy {fitted.val_balanced_accuracy:.3f}, "
@@ -367,6 +368,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
             val,
             short_seconds(COMPARISON_SECONDS, budget.member_seconds) if short else 0,
             start,
+            init_counts=plan is not None and n in plan.roots,
         )
     candidates = list(fitted_by_name.values())
     pool = [c for c in candidates if not comparison_only(cfg.surface, c.recipe)] or candidates
