@@ -6,6 +6,7 @@ import json
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -170,17 +171,19 @@ def _random_frames(n: int, seed: int) -> Dataset:
     return Dataset(x, y, y.argmax(axis=1), ("a", "b"), "random")
 
 
+def _base_net(frames: Dataset, epochs: int) -> Any:
+    """A tiny VGG-BN net fitted on ``frames`` (validated on them too)."""
+    from tipd.train.fit import Recipe, fit
+
+    recipe = Recipe(family="vgg_bn", width=0.0625, epochs=epochs, batch=32)
+    return fit("base", recipe, frames, frames, log=lambda _: None)
+
+
 def test_a_fork_starts_from_the_trained_net_and_leaves_it_alone() -> None:
     from tipd.train.fit import Recipe, fit
 
     frames = _random_frames(64, 0)
-    base = fit(
-        "base",
-        Recipe(family="vgg_bn", width=0.0625, epochs=1, batch=32),
-        frames,
-        frames,
-        log=lambda _: None,
-    )
+    base = _base_net(frames, epochs=1)
     before = {k: v.clone() for k, v in base.model.state_dict().items()}
     # a rate of zero trains nothing: the fork's weights are the base's (batch-norm running
     # statistics still move, so only the learnt parameters are compared)
@@ -262,13 +265,7 @@ def test_going_on_from_a_finished_net_keeps_it_unless_an_epoch_beats_it() -> Non
     from tipd.train.fit import Recipe, fit
 
     frames = _random_frames(128, 1)
-    base = fit(
-        "base",
-        Recipe(family="vgg_bn", width=0.0625, epochs=4, batch=32),
-        frames,
-        frames,
-        log=lambda _: None,
-    )
+    base = _base_net(frames, epochs=4)
     # training on flipped labels only makes the net worse on the true ones
     flipped = Dataset(frames.x, 1 - frames.y, frames.y.argmin(axis=1), frames.labels, "flipped")
     harm = Recipe(family="vgg_bn", width=0.0625, epochs=1, batch=32, lr=1e-2)
