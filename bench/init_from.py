@@ -21,13 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tipd.ensemble import Ensemble
-from tipd.models import find
+from tipd.models import find, load_manifest
 from tipd.synth import generate
 from tipd.taxonomy import taxonomy
-from tipd.train.data import from_folder
-from tipd.train.evaluate import member_scores
-from tipd.train.report import evaluate_all
+from tipd.train.evaluate import score
 
 
 def write_scans(out: Path, surface: str, n: int, seed: int) -> None:
@@ -43,13 +40,7 @@ def write_scans(out: Path, surface: str, n: int, seed: int) -> None:
 
 def scores(model: str | Path, held: Path) -> dict[str, float]:
     """The ensemble row of Table I of ``model`` on the labelled folder ``held``."""
-    ens = Ensemble(find(str(model)))
-    m = ens.manifest
-    ds = from_folder(held, tuple(m.classes), m.preprocessing.size, tuple(m.preprocessing.channels))
-    desirable = [m.classes.index(d) for d in m.desirable]
-    row: dict[str, float] = evaluate_all(
-        ds, member_scores(ens, ds.x.astype(np.float32)), desirable
-    )["table"]["Ensemble"]
+    row: dict[str, float] = score(str(model), held).metrics["table"]["Ensemble"]
     return row
 
 
@@ -60,7 +51,7 @@ def main() -> None:
     parser.add_argument("--n-lab", type=int, default=480)
     parser.add_argument("--member-seconds", type=float, default=40.0)
     args = parser.parse_args()
-    if taxonomy(args.surface).classes != tuple(Ensemble(find(args.start)).manifest.classes):
+    if taxonomy(args.surface).classes != tuple(load_manifest(find(args.start)).classes):
         sys.exit(f"{args.start} has other classes than {args.surface}")
     work = Path(tempfile.mkdtemp(prefix="init-from-"))
     lab, held = work / "lab", work / "held"

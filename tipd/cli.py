@@ -188,15 +188,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not _has_train_extra("train"):
         return 2
     from tipd.models import ModelError, find
-    from tipd.taxonomy import taxonomy
     from tipd.train.fit import resolve_device
-    from tipd.train.pipeline import (
-        TrainConfig,
-        budget_for,
-        candidate_recipes,
-        plan_init,
-        train_surface,
-    )
+    from tipd.train.pipeline import InitFromError, TrainConfig, train_surface
 
     out = args.out or Path("models") / args.surface
     cfg = TrainConfig(
@@ -218,15 +211,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         width=args.width,
     )
     try:
-        device = resolve_device(args.device)
+        resolve_device(args.device)
         if args.init_from:
             cfg.init_from = find(args.init_from)
-            candidates, _ = candidate_recipes(cfg, device, budget_for(cfg, device))
-            plan_init(cfg.init_from, args.surface, candidates, list(taxonomy(args.surface).classes))
     except (ValueError, RuntimeError, ModelError) as exc:  # RuntimeError: a device torch rejects
         print(f"tipd train: {exc}", file=sys.stderr)
         return 2
-    manifest = train_surface(cfg)
+    try:
+        manifest = train_surface(cfg)
+    except InitFromError as exc:  # raised before any data is made
+        print(f"tipd train: {exc}", file=sys.stderr)
+        return 2
     ens = manifest.metrics["table"]["Ensemble"]
     print(
         f"{manifest.name}: AUROC {ens['auroc']}, balanced accuracy {ens['balanced_accuracy']}, "

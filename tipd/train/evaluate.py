@@ -7,12 +7,14 @@ of real labelled scans. Writes ``<reports>/<model>-<source>.md`` and its PNGs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tipd.ensemble import Ensemble
-from tipd.models import find
+from tipd.models import Manifest, find
 from tipd.train.data import Dataset, from_folder, synthetic
 from tipd.train.report import evaluate_all, write_report
 
@@ -29,15 +31,25 @@ def member_scores(ens: Ensemble, x: np.ndarray) -> dict[str, np.ndarray]:
     return scores
 
 
-def evaluate(
+@dataclass
+class Evaluation:
+    """One ensemble scored on one labelled source: Table I's figures and what they came from."""
+
+    manifest: Manifest
+    data: Dataset  #: the labelled frames, on the model's classes
+    tag: str  #: names the source: the folder, or ``synth-seed<seed>``
+    scores: dict[str, np.ndarray]  #: :func:`member_scores`
+    metrics: dict[str, Any]  #: :func:`tipd.train.report.evaluate_all`
+
+
+def score(
     model: str,
-    out: Path,
     data: Path | None = None,
     n: int = 2000,
     seed: int = 99,
     workers: int = 2,
-) -> Path:
-    """Evaluate ``model`` on ``data`` (a labelled folder) or ``n`` synthetic frames of ``seed``."""
+) -> Evaluation:
+    """Score ``model`` on ``data`` (a labelled folder) or ``n`` synthetic frames of ``seed``."""
     ens = Ensemble(find(model))
     m = ens.manifest
     channels = tuple(m.preprocessing.channels)
@@ -50,5 +62,18 @@ def evaluate(
         tag = f"synth-seed{seed}"
     scores = member_scores(ens, ds.x.astype(np.float32))
     desirable = [m.classes.index(d) for d in m.desirable]
-    metrics = evaluate_all(ds, scores, desirable)
-    return write_report(out, f"{m.name}-{tag}", m, ds, scores, metrics)
+    return Evaluation(m, ds, tag, scores, evaluate_all(ds, scores, desirable))
+
+
+def evaluate(
+    model: str,
+    out: Path,
+    data: Path | None = None,
+    n: int = 2000,
+    seed: int = 99,
+    workers: int = 2,
+) -> Path:
+    """Evaluate ``model`` on ``data`` (a labelled folder) or ``n`` synthetic frames of ``seed``;
+    writes the report and returns its path."""
+    e = score(model, data, n, seed, workers)
+    return write_report(out, f"{e.manifest.name}-{e.tag}", e.manifest, e.data, e.scores, e.metrics)

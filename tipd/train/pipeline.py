@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tipd.models import Manifest, Member, load_manifest
+from tipd.models import Manifest, Member, ModelError, load_manifest
 from tipd.taxonomy import taxonomy
 from tipd.train import baselines
 from tipd.train.data import DEFAULT_CHANNELS, Dataset, from_folder, synthetic
@@ -202,6 +202,10 @@ def _split_folder(ds: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
 GO_ON_RATE = 0.3
 
 
+class InitFromError(ValueError):
+    """``--init-from`` names a model that training cannot go on from."""
+
+
 @dataclass(frozen=True)
 class InitPlan:
     """What ``--init-from`` does: which member of which model the ``roots`` go on from."""
@@ -218,11 +222,14 @@ def plan_init(
     """The member of the trained model in ``folder`` with the largest vote weight among those
     with ``labels``, and the candidates of ``surface`` that go on from it: those of its family
     and width that are not forks of another candidate nor Table I comparisons. Raises
-    ``ValueError`` when there are none (``ModelError`` when the folder holds no sound model)."""
-    manifest = load_manifest(folder, verify=True)
+    :class:`InitFromError` when there are none or the folder holds no sound model."""
+    try:
+        manifest = load_manifest(folder, verify=True)
+    except ModelError as exc:
+        raise InitFromError(f"--init-from {folder}: {exc}") from exc
     fits = [m for m in manifest.members if m.labels == labels and m.vote_weight is not None]
     if not fits:
-        raise ValueError(f"--init-from {folder}: no voting member with labels {labels}")
+        raise InitFromError(f"--init-from {folder}: no voting member with labels {labels}")
     best = max(fits, key=lambda m: m.vote_weight or 0.0)
     roots = [
         n
@@ -232,7 +239,7 @@ def plan_init(
         and not comparison_only(surface, r)
     ]
     if not roots:
-        raise ValueError(
+        raise InitFromError(
             f"--init-from {folder}: its member {best.name} is {best.family} at width "
             f"{best.width}, and no candidate trained from scratch is (--width sets the width)"
         )
