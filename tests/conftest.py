@@ -52,6 +52,7 @@ def tiny_config(root: Path, name: str, **overrides: Any) -> Any:
         "n_train": 128,
         "n_val": 64,
         "n_test": 64,
+        "n_stack": 64,
         "member_seconds": 4,
         "epochs": 1,
         "trees": 20,

@@ -35,7 +35,9 @@ def test_manifest_lists_verified_files_and_the_onnx_check(tiny_model: Path) -> N
     assert (tiny_model.parent / "reports" / "hsi100-roc-pr.png").is_file()
 
 
-def test_runtime_votes_are_the_weighted_mean_of_the_members(tiny_model: Path) -> None:
+def test_runtime_votes_are_the_stacked_vote_the_manifest_records(tiny_model: Path) -> None:
+    from tipd.train.stack import Stack, stacked
+
     ens = Ensemble(tiny_model)
     assert ens.provider == "CPUExecutionProvider"  # no GPU here, and no loader noise
     assert ens.channels == ("height",)
@@ -43,13 +45,54 @@ def test_runtime_votes_are_the_weighted_mean_of_the_members(tiny_model: Path) ->
     out = ens.run(x)
     voting = ens.manifest.members[:-1]  # the last is the tip-change net
     assert out.members.shape == (5, len(voting), 4) and out.voted.shape == (5, 5)
-    weights = np.array([m.vote_weight for m in voting])
-    assert np.isclose(weights.sum(), 1, atol=1e-3)
-    np.testing.assert_allclose(out.voted[:, :4], weights @ out.members, atol=1e-3)
+    vote = ens.manifest.training["vote"]
+    assert vote["method"] == "stacked" and vote["mirror"] is True
+    assert vote["frames"] == "tipd synth hsi100 seed 4 frames 0..63"
+    stack = Stack(np.array(vote["coef"]), np.array(vote["intercept"]))
+    p = out.members.astype(np.float64)
+    logits = np.log(p / (1 - p)).transpose(1, 0, 2)
+    np.testing.assert_allclose(out.voted[:, :4], stacked(stack, logits), atol=1e-4)
+    mirrored = ens.run(np.ascontiguousarray(x[..., ::-1]))
+    np.testing.assert_allclose(mirrored.voted, out.voted, atol=1e-5)
     assert ((out.voted >= 0) & (out.voted <= 1)).all()
     d = decide(ens.manifest, out.voted[0], out.members[0])
     assert d.state in [*ens.manifest.classes, "unknown"] and 0 <= d.bad <= 1
     assert set(d.members) == {m.name for m in voting}
+
+
+def test_revote_builds_the_vote_again_and_leaves_the_nets(
+    tiny_model: Path, tmp_path: Path, tipd_exe: list[str]
+) -> None:
+    """``tipd revote`` with the weighted mean, no mirror: the old vote, on the same members."""
+    from tipd.train.fuse import VoteSettings
+    from tipd.train.revote import revote, synth_source
+
+    out, reports = tmp_path / "weighted", tmp_path / "reports"
+    before = load_manifest(tiny_model)
+    after = revote(
+        tiny_model, out, reports, VoteSettings(stacked=False, mirror=False), 64, 1, lambda _: None
+    )
+    assert load_manifest(out) == after and load_manifest(tiny_model) == before  # a copy
+    assert after.members == before.members and after.graph.sha256 != before.graph.sha256
+    assert after.training["vote"]["method"] == "weighted_mean"
+    assert after.training["vote"]["coef"] is None and after.training["revote"]["seconds"] > 0
+    assert after.metrics["table"]["RFC"] == before.metrics["table"]["RFC"]  # not re-measured
+    assert "built again by `tipd revote`" in (reports / "hsi100.md").read_text()
+    ens = Ensemble(out)
+    x = np.random.default_rng(3).uniform(-1, 1, (4, 1, 128, 128)).astype(np.float32)
+    run = ens.run(x)
+    weights = np.array([m.vote_weight for m in after.members[:-1]])
+    np.testing.assert_allclose(run.voted[:, :4], (weights / weights.sum()) @ run.members, atol=1e-4)
+    assert synth_source("tipd synth au111 seed 3 frames 0..1999", "au111") == (3, 2000)
+    with pytest.raises(ValueError, match="not synthetic"):
+        synth_source("/data/lab-scans", "au111")
+    bad = subprocess.run(
+        [*tipd_exe, "revote", "--model", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "no model" in bad.stderr
 
 
 def test_a_changed_model_file_is_refused(tiny_model: Path, tmp_path: Path) -> None:
@@ -113,23 +156,50 @@ def test_metrics_on_known_cases() -> None:
     assert balanced_accuracy(ds, perfect) == 1.0  # type: ignore[arg-type]
 
 
-def test_evaluate_any_ensemble_on_a_labelled_folder(tiny_model: Path, tmp_path: Path) -> None:
+def _labelled_folder(data: Path, classes: tuple[str, ...], n: int) -> Path:
+    """``n`` H:Si scans of each class as a lab would file them: ``data/<class>/*.npy`` with
+    a sidecar giving the scan size."""
     from tipd.synth import generate
-    from tipd.train.evaluate import evaluate
 
-    data = tmp_path / "labelled"
-    for k, cls in enumerate(("atoms", "rows", "generic_defect")):
+    for k, cls in enumerate(classes):
         (data / cls).mkdir(parents=True)
-        for i in range(3):
-            f = generate("hsi100", 10 * k + i, seed=77, cls=cls, pixels=64)
+        for i in range(n):
+            f = generate("hsi100", 100 * k + i, seed=77, cls=cls, pixels=64)
             np.save(data / cls / f"f{i}.npy", f.heights_m)
             (data / cls / f"f{i}.json").write_text(json.dumps({"scan_size_nm": [10, 10]}))
+    return data
+
+
+def test_evaluate_any_ensemble_on_a_labelled_folder(tiny_model: Path, tmp_path: Path) -> None:
+    from tipd.train.evaluate import evaluate
+
+    data = _labelled_folder(tmp_path / "labelled", ("atoms", "rows", "generic_defect"), 3)
     report = evaluate(str(tiny_model), tmp_path / "reports", data=data)
     text = report.read_text()
     first = load_manifest(tiny_model).members[0]
     assert "| AUROC |" in text and "Ensemble" in text
     assert f"{first.name} (vgg_bn, width 0.0625" in text and "vote weight" in text
     assert (tmp_path / "reports" / "tiny-labelled-confusion.png").is_file()
+
+
+def test_a_few_labelled_scans_vote_with_the_weighted_mean(tmp_path: Path) -> None:
+    """``tipd train --data``: the stacked vote would be fitted on the folder's validation split,
+    here a handful of scans, so the weighted mean votes instead, and the manifest says so."""
+    from tests.conftest import tiny_config
+    from tipd.train.pipeline import train_surface
+
+    classes = ("atoms", "dimers", "rows", "generic_defect")
+    data = _labelled_folder(tmp_path / "lab", classes, 8)
+    logs: list[str] = []
+    cfg = tiny_config(tmp_path, "lab-model", data=data, member_seconds=2, trees=10)
+    manifest = train_surface(cfg, log=logs.append)
+    vote = manifest.training["vote"]
+    assert vote["method"] == "weighted_mean" and vote["frames"] is None and vote["mirror"]
+    assert any("fewer than 500" in line for line in logs)
+    assert manifest.training["data"] == str(data) and manifest.training["n_train"] < 32
+    out = Ensemble(tmp_path / "lab-model").run(np.zeros((2, 1, 128, 128), dtype=np.float32))
+    voting = np.array([m.vote_weight for m in manifest.members if m.vote_weight is not None])
+    np.testing.assert_allclose(out.voted[:, :4], (voting / voting.sum()) @ out.members, atol=1e-4)
 
 
 def test_learning_rate_decays_with_whichever_limit_comes_first() -> None:
@@ -226,8 +296,11 @@ def test_tipd_train_runs_the_recipe_each_shipped_model_records() -> None:
     """On the kind of device a shipped model was trained on, ``tipd train`` with no budget
     flags runs the same candidates with the same width, frames, time caps and patience."""
     from tipd.models import models_root
-    from tipd.train.pipeline import candidates_for, default_budget
+    from tipd.train.fuse import DEFAULT_VOTE
+    from tipd.train.pipeline import TrainConfig, candidates_for, default_budget
+    from tipd.train.revote import synth_source
 
+    n_stack = TrainConfig(surface="au111", out=Path("x")).n_stack
     for surface in ("au111", "cu111", "hsi100", "generic"):
         training = load_manifest(models_root() / surface, verify=False).training
         device = torch.device("cpu" if training["device"] == "cpu" else "cuda")
@@ -235,6 +308,12 @@ def test_tipd_train_runs_the_recipe_each_shipped_model_records() -> None:
         assert training["n_train"] == budget.n_train, surface
         assert training["member_seconds_cap"] == budget.member_seconds, surface
         assert training["patience"] == budget.patience, surface
+        vote = training["vote"]  # built by tipd revote, as tipd train builds it now
+        assert vote["method"] == ("stacked" if DEFAULT_VOTE.stacked else "weighted_mean"), surface
+        assert (vote["mirror"], vote["c"]) == (DEFAULT_VOTE.mirror, DEFAULT_VOTE.c), surface
+        stack_seed, n = synth_source(vote["frames"], surface)
+        assert stack_seed == synth_source(training["validation"], surface)[0] + 2, surface
+        assert n == vote["n_frames"] == n_stack, surface
         for name, recipe in candidates_for(surface):
             want = {**recipe.to_dict(), "width": budget.width}
             got = training["recipe"][name]

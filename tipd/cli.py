@@ -189,6 +189,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     from tipd.models import ModelError, find
     from tipd.train.fit import resolve_device
+    from tipd.train.fuse import VoteSettings
     from tipd.train.pipeline import InitFromError, TrainConfig, train_surface
 
     out = args.out or Path("models") / args.surface
@@ -209,6 +210,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         patience=args.patience,
         width=args.width,
+        n_stack=args.n_stack,
+        vote=VoteSettings(stacked=args.vote == "stacked", mirror=not args.no_mirror),
     )
     try:
         resolve_device(args.device)
@@ -238,6 +241,45 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     path = evaluate(args.model, args.reports, args.data, args.n, args.seed, args.workers)
     print(f"wrote {path}")
     return 0
+
+
+def _cmd_revote(args: argparse.Namespace) -> int:
+    if not _has_train_extra("revote"):
+        return 2
+    from tipd.models import ModelError, find
+    from tipd.train.fuse import VoteSettings
+    from tipd.train.revote import revote
+
+    settings = VoteSettings(stacked=args.vote == "stacked", mirror=not args.no_mirror)
+    try:
+        folder = find(args.model)
+        revote(folder, args.out, args.reports, settings, args.n_stack, args.workers)
+    except (ModelError, ValueError) as exc:
+        print(f"tipd revote: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_vote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--vote",
+        choices=["stacked", "weighted"],
+        default="stacked",
+        help="voted confidence: a logistic regression per label over every member's "
+        "confidences (stacked, the default) or the members' weighted mean",
+    )
+    p.add_argument(
+        "--no-mirror",
+        action="store_true",
+        help="nets see the frame only as scanned (default: also mirrored left to right, "
+        "twice the inference)",
+    )
+    p.add_argument(
+        "--n-stack",
+        type=int,
+        default=6000,
+        help="synthetic frames (a seed of their own) the stacked vote is fitted on",
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -477,7 +519,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["height", "autocorrelation"],
         help="model input channels",
     )
+    _add_vote_args(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "revote", help="build a trained model's vote again (stacked, mirrored), nets unchanged"
+    )
+    p.add_argument("--model", required=True, help="model name or folder")
+    p.add_argument("--out", type=Path, help="write the model here (default: in place)")
+    p.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="where its report is rewritten"
+    )
+    p.add_argument("--workers", type=int, default=2, help="threads / data processes")
+    _add_vote_args(p)
+    p.set_defaults(func=_cmd_revote)
 
     p = sub.add_parser("evaluate", help="Table I of a shipped ensemble on labelled frames")
     p.add_argument("--model", required=True, help="model name or folder")

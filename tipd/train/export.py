@@ -17,14 +17,18 @@ from torch import nn
 
 from tipd.models import FORMAT, MANIFEST, Manifest, sha256_file
 from tipd.train.fit import Fitted
+from tipd.train.stack import CAP, Stack
 
 
 class Fused(nn.Module):
     """Members (each ``(N, K)`` logits over the ensemble classes) plus optional extra nets
     (each ``(N, 1)``, e.g. the H:Si tip-change net), voting with per-label thresholds.
 
-    ``weights`` ``(M,)``, summing to 1, weigh the members in both votes (default: equal; see
-    :func:`tipd.train.vote.vote_weights`)."""
+    ``weights`` ``(M,)``, summing to 1, weigh the members in the share of votes and, without a
+    ``stack``, in the voted confidence (default: equal; see :func:`tipd.train.vote.vote_weights`).
+    ``stack``: the voted confidence is the stacked vote instead (:mod:`tipd.train.stack`).
+    ``mirror``: every net sees the frame as scanned and mirrored left to right (the scan lines
+    stay lines, as in training's flips) and its logits are the mean of the two."""
 
     def __init__(
         self,
@@ -32,10 +36,13 @@ class Fused(nn.Module):
         extras: list[nn.Module],
         thresholds: np.ndarray,
         weights: np.ndarray | None = None,
+        stack: Stack | None = None,
+        mirror: bool = False,
     ) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.extras = nn.ModuleList(extras)
+        self.mirror = mirror
         self.register_buffer("thresholds", torch.tensor(thresholds, dtype=torch.float32))
         w = np.full(len(members), 1.0 / len(members)) if weights is None else np.asarray(weights)
         if w.shape != (len(members),) or (w < 0).any() or not np.isclose(w.sum(), 1.0):
@@ -43,16 +50,42 @@ class Fused(nn.Module):
                 f"member weights must be {len(members)} non-negative numbers summing to 1, got {w}"
             )
         self.register_buffer("weights", torch.tensor(w, dtype=torch.float32).view(1, -1, 1))
+        self.stacked = stack is not None
+        if stack is not None:
+            self.register_buffer("coef", torch.tensor(stack.coef, dtype=torch.float32))
+            self.register_buffer("intercept", torch.tensor(stack.intercept, dtype=torch.float32))
+
+    def set_thresholds(self, thresholds: np.ndarray) -> None:
+        """Per-label thresholds ``(L,)`` of the votes and the manifest."""
+        t = self.get_buffer("thresholds")
+        t.copy_(torch.tensor(thresholds, dtype=torch.float32).view_as(t))
+
+    def _logits(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``net``'s logits ``(N, L)``, averaged over the frame and its mirror."""
+        if not self.mirror:
+            out: torch.Tensor = net(x)
+            return out
+        z: torch.Tensor = net(torch.cat([x, torch.flip(x, dims=[3])]))
+        return z.reshape(2, -1, z.shape[-1]).mean(dim=0)
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The members' logits ``(N, M, K)`` (the stacked vote's input)."""
+        return torch.stack([self._logits(m, x) for m in self.members], dim=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        member = torch.stack([torch.sigmoid(m(x)) for m in self.members], dim=1)  # (N, M, K)
+        logits = self.member_logits(x)
+        member = torch.sigmoid(logits)  # (N, M, K)
         k = member.shape[2]
         thresholds: torch.Tensor = self.get_buffer("thresholds")
         weights: torch.Tensor = self.get_buffer("weights")  # (1, M, 1)
-        voted = (member * weights).sum(dim=1)
+        if self.stacked:
+            z = logits.clamp(-CAP, CAP).reshape(logits.shape[0], -1)  # (N, M·K), member-major
+            voted = torch.sigmoid(z @ self.get_buffer("coef") + self.get_buffer("intercept"))
+        else:
+            voted = (member * weights).sum(dim=1)
         votes = ((member >= thresholds[:k]).float() * weights).sum(dim=1)
         if len(self.extras):
-            extra = torch.cat([torch.sigmoid(e(x)) for e in self.extras], dim=1)  # (N, E)
+            extra = torch.cat([torch.sigmoid(self._logits(e, x)) for e in self.extras], dim=1)
             voted = torch.cat([voted, extra], dim=1)
             votes = torch.cat([votes, (extra >= thresholds[k:]).float()], dim=1)
         return member, voted, votes
@@ -87,6 +120,17 @@ def onnx_matches_torch(model: nn.Module, path: Path, x: np.ndarray) -> float:
     return max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want, strict=True))
 
 
+def export_graph(fused: Fused, path: Path, size: int, check_x: np.ndarray) -> float:
+    """Export ``fused`` (in eval mode) to ``path`` and return the largest difference between
+    ONNX Runtime and torch on ``check_x`` ``(N, C, S, S)``; ``RuntimeError`` above 1e-4."""
+    fused = fused.eval()
+    export_onnx(fused, path, size, ["members", "voted", "votes"], check_x.shape[1])
+    diff = onnx_matches_torch(fused, path, check_x)
+    if diff > 1e-4:
+        raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (> 1e-4)")
+    return diff
+
+
 def write_model(
     out: Path,
     name: str,
@@ -96,30 +140,26 @@ def write_model(
     desirable: list[str],
     members: list[Fitted],
     extras: list[Fitted],
-    thresholds: np.ndarray,
+    fused: Fused,
     size: int,
     training: dict[str, Any],
     metrics: dict[str, Any],
     check_x: np.ndarray,
     channels: tuple[str, ...] = ("height",),
-    weights: np.ndarray | None = None,
 ) -> Manifest:
-    """Export the fused graph and every member into ``out`` with a verified manifest.
+    """Export ``fused`` (the nets of ``members`` and ``extras``, its vote and thresholds) and
+    every member into ``out`` with a verified manifest.
 
     Raises ``RuntimeError`` when ONNX Runtime and torch disagree by more than 1e-4.
     """
     if out.exists():
         shutil.rmtree(out)
     (out / "members").mkdir(parents=True)
-    fused = Fused([m.model for m in members], [e.model for e in extras], thresholds, weights)
-    fused = fused.eval()
     vote = fused.get_buffer("weights").flatten().tolist()
+    thresholds = fused.get_buffer("thresholds").numpy()
     graph = out / "ensemble.onnx"
     n_channels = check_x.shape[1]
-    export_onnx(fused, graph, size, ["members", "voted", "votes"], n_channels)
-    diff = onnx_matches_torch(fused, graph, check_x)
-    if diff > 1e-4:
-        raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (> 1e-4)")
+    diff = export_graph(fused, graph, size, check_x)
     entries = []
     for k, fitted in enumerate((*members, *extras)):
         path = out / "members" / f"{fitted.name}.onnx"

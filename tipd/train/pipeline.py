@@ -7,8 +7,10 @@
    with the paper's optimisers; the best three by validation weighted accuracy form the
    ensemble. H:Si(100) also gets the separate binary tip-change net.
 3. Baselines for Table I: Rashidi–Wolkow CNN, random forest, weighted random guessing.
-4. Vote weights of the members and per-label thresholds, both chosen on the validation frames
-   (:mod:`tipd.train.vote`; thresholds for precision).
+4. The vote: member weights chosen on the validation frames (:mod:`tipd.train.vote`), the
+   stacked vote fitted on a fourth set of frames (:mod:`tipd.train.stack`), every net also
+   seeing the frame mirrored, and per-label thresholds chosen for precision on the validation
+   frames (:mod:`tipd.train.fuse`).
 5. Export (fused graph + members + manifest, ONNX checked against torch) and the report.
 """
 
@@ -27,11 +29,13 @@ from tipd.models import Manifest, Member, ModelError, load_manifest
 from tipd.taxonomy import taxonomy
 from tipd.train import baselines
 from tipd.train.data import DEFAULT_CHANNELS, Dataset, from_folder, synthetic
-from tipd.train.export import Fused, write_model
+from tipd.train.export import write_model
 from tipd.train.fit import Fitted, Recipe, device_name, fit, predict, resolve_device
-from tipd.train.metrics import auroc, choose_thresholds, threshold_precision
+from tipd.train.fuse import DEFAULT_VOTE, VoteSettings, confidences, fuse, vote_record
+from tipd.train.metrics import auroc, threshold_precision
 from tipd.train.onnx_weights import load_member
 from tipd.train.report import evaluate_all, write_report
+from tipd.train.stack import MIN_FOLDER_FRAMES
 from tipd.train.vote import vote_weights
 
 #: Width multiplier of the CNNs (all but RW). On 2 CPU cores width 0.125 trains at 739 frames/s
@@ -186,6 +190,10 @@ class TrainConfig:
     width: float | None = None  #: width of every CNN but RW
     #: a trained model folder whose best-weighted member the chain roots start from
     init_from: Path | None = None
+    #: synthetic frames (a fourth seed) the stacked vote is fitted on; a folder's validation
+    #: frames serve instead
+    n_stack: int = 6000
+    vote: VoteSettings = DEFAULT_VOTE
 
 
 def _split_folder(ds: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
@@ -279,28 +287,31 @@ def budget_for(cfg: TrainConfig, device: torch.device) -> Budget:
 
 def load_data(
     cfg: TrainConfig, n_train: int, log: Callable[[str], None]
-) -> tuple[Dataset, Dataset, Dataset]:
-    """``(train, validation, test)``; ``n_train``: synthetic training frames."""
+) -> tuple[Dataset, Dataset, Dataset, Dataset]:
+    """``(train, validation, test, stacking)``; ``n_train``: synthetic training frames. A
+    folder's validation frames are its stacking frames too."""
     t0 = time.monotonic()
     if cfg.data is not None:
         tax = taxonomy(cfg.surface)
         folder = from_folder(cfg.data, tax.labels, cfg.size, cfg.channels)
         train, val, test = _split_folder(folder, cfg.seed)
+        stack = val
     else:
         base = 1000 * cfg.seed
-        train, val, test = (
+        sizes = [(1, n_train), (2, cfg.n_val), (3, cfg.n_test)]
+        if cfg.vote.stacked:
+            sizes.append((4, cfg.n_stack))
+        sets = [
             synthetic(cfg.surface, n, base + k, cfg.size, cfg.workers, cfg.channels)
-            for k, n in (
-                (1, n_train),
-                (2, cfg.n_val),
-                (3, cfg.n_test),
-            )
-        )
+            for k, n in sizes
+        ]
+        train, val, test = sets[:3]
+        stack = sets[3] if cfg.vote.stacked else val
     log(
-        f"data: {len(train)} train, {len(val)} validation, {len(test)} test frames "
-        f"({time.monotonic() - t0:.0f} s)"
+        f"data: {len(train)} train, {len(val)} validation, {len(test)} test, "
+        f"{len(stack)} stacking frames ({time.monotonic() - t0:.0f} s)"
     )
-    return train, val, test
+    return train, val, test, stack
 
 
 def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manifest:
@@ -316,7 +327,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         plan = plan_init(cfg.init_from, cfg.surface, candidate_list, classes)
     started = time.monotonic()
     # renders in forked processes: before any CUDA work
-    train_all, val_all, test_all = load_data(cfg, budget.n_train, log)
+    train_all, val_all, test_all, stack_all = load_data(cfg, budget.n_train, log)
     card = device_name(device)
     log(f"training on {card}")
     train, val, test = (d.columns(tuple(classes)) for d in (train_all, val_all, test_all))
@@ -404,28 +415,31 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     # a member whose vote counts for nothing would only cost time on every frame
     members = [m for m, w in zip(members, weights, strict=True) if w > 0]
     weights = weights[weights > 0]
-    fused = Fused(
+    val_truth = np.concatenate([val.y, val_all.columns(tuple(extra)).y], axis=1) if extra else val.y
+    vote = cfg.vote
+    if vote.stacked and cfg.data is not None and len(stack_all) < MIN_FOLDER_FRAMES:
+        vote = replace(vote, stacked=False)
+        log(
+            f"vote: the weighted mean, not stacked: {len(stack_all)} validation scans, "
+            f"fewer than {MIN_FOLDER_FRAMES} to fit it on"
+        )
+    t0 = time.monotonic()
+    fused = fuse(
         [m.model for m in members],
         [e.model for e in extras],
-        np.full(len(classes) + len(extra), 0.5),
         weights,
-    ).eval()
+        stack_all.x,
+        stack_all.columns(tuple(classes)).y,
+        val_all.x,
+        val_truth,
+        vote,
+        device,
+    )
+    thresholds = fused.get_buffer("thresholds").numpy()
+    timings["vote"] = round(time.monotonic() - t0, 1)
+    log(f"vote: {'stacked' if fused.stacked else 'weighted mean'} ({timings['vote']:.0f} s)")
 
-    def fused_predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            out = [
-                fused(torch.from_numpy(x[a : a + 256].astype(np.float32)))
-                for a in range(0, len(x), 256)
-            ]
-        return np.concatenate([o[1].numpy() for o in out]), np.concatenate(
-            [o[0].numpy() for o in out]
-        )
-
-    val_voted, _ = fused_predict(val_all.x)
-    val_truth = np.concatenate([val.y, val_all.columns(tuple(extra)).y], axis=1) if extra else val.y
-    thresholds = choose_thresholds(val_truth, val_voted)
-
-    test_voted, _ = fused_predict(test_all.x)
+    test_voted, _ = confidences(fused, test_all.x, device)
     scores: dict[str, np.ndarray] = {"Ensemble": test_voted[:, : len(classes)]}
     for label, family in (
         ("SqueezeNet", "squeeze"),
@@ -476,6 +490,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         "member_seconds_cap": budget.member_seconds,
         "epochs_cap": budget.epochs,
         "left_out_with_vote_weight_0": unweighted,
+        "vote": vote_record(fused, vote.c, stack_all.source, len(stack_all)),
         "init_from": None
         if plan is None
         else {
@@ -502,13 +517,12 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         desirable,
         members,
         extras,
-        thresholds,
+        fused,
         cfg.size,
         training,
         metrics,
         test_all.x[:16].astype(np.float32),
         cfg.channels,
-        weights,
     )
     write_report(cfg.reports, cfg.surface, manifest, test, scores, metrics)
     log(f"wrote {cfg.out} and {cfg.reports / (cfg.surface + '.md')} in {seconds:.0f} s")

@@ -184,6 +184,16 @@ def write_report(
         for m in manifest.members
     )
     diff = t.get("onnx_vs_torch_max_abs_diff", float("nan"))
+    vote = t.get("vote") or {"method": "weighted_mean", "mirror": False}
+    how = (
+        f"stacked (a logistic regression per label over every member's logits, fitted on "
+        f"{vote['frames']})"
+        if vote["method"] == "stacked"
+        else "the weighted mean of the members' confidences"
+    )
+    how += ", each net seeing the frame as scanned and mirrored" if vote.get("mirror") else ""
+    if "revote" in t:
+        how += f"; built again by `tipd revote` ({t['revote']['seconds']:.0f} s)"
     rows = "\n".join(
         f"| {n} | {manifest.thresholds[n]:.2f} | {'—' if thr.get(n) is None else f'{thr[n]:.3f}'} |"
         for n in manifest.labels
@@ -193,6 +203,7 @@ def write_report(
 
 Held-out test frames: {test.source} ({len(test)} frames, seeds never used in training).
 Members: {members}.
+Vote: {how}.
 Trained in {t.get("seconds", 0):.0f} s on {t.get("device", "?")} ({t.get("machine", "?")});
 ONNX Runtime vs torch max |Δ| = {diff:.1e}.
 

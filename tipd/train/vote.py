@@ -7,6 +7,10 @@ frames by ensemble selection with replacement (Caruana et al., ICML 2004): start
 member, add again and again whichever member raises the validation mean AUROC the most, and stop
 when none does. The weights are the pick counts, so by construction the weighted vote is at least
 as good as the best member on the validation frames. Pure numpy.
+
+Where the voted confidence is the stacked vote (:mod:`tipd.train.stack`, ``tipd train``'s
+default), the weights still choose the members (one with weight 0 is left out) and weigh them
+in the share of votes at the thresholds.
 """
 
 from __future__ import annotations

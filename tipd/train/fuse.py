@@ -1,0 +1,120 @@
+"""The fused graph's vote: member weights, the stacked vote, the mirrored view, thresholds.
+
+``tipd train`` builds it after choosing its members, and ``tipd revote`` builds it again for a
+trained model, so that a better vote reaches shipped nets without training them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tipd.train.export import Fused
+from tipd.train.metrics import choose_thresholds
+from tipd.train.stack import STACK_C, fit_stack
+
+
+@dataclass(frozen=True)
+class VoteSettings:
+    """How the members' confidences become the voted one."""
+
+    stacked: bool = True  #: the stacked vote (:mod:`tipd.train.stack`); else the weighted mean
+    mirror: bool = True  #: every net also sees the frame mirrored left to right
+    c: float = STACK_C  #: the stacker's inverse L2 penalty
+
+
+#: what ``tipd train`` and ``tipd revote`` do unless told otherwise
+DEFAULT_VOTE = VoteSettings()
+
+
+def _batched(
+    run: Callable[[torch.Tensor], list[torch.Tensor]],
+    fused: Fused,
+    x: np.ndarray,
+    device: torch.device | None,
+    batch: int = 256,
+) -> list[np.ndarray]:
+    """``run``'s outputs on inputs ``x`` ``(N, C, S, S)`` in batches on ``device`` (default:
+    the CPU), concatenated; ``fused`` is left on the CPU in eval mode."""
+    dev = device or torch.device("cpu")
+    fused.eval().to(dev)
+    parts: list[list[np.ndarray]] = []
+    with torch.no_grad():
+        for a in range(0, len(x), batch):
+            xb = torch.from_numpy(np.asarray(x[a : a + batch], dtype=np.float32)).to(dev)
+            outs = run(xb.contiguous(memory_format=torch.channels_last))
+            parts.append([o.cpu().numpy() for o in outs])
+    fused.cpu()
+    return [np.concatenate(p) for p in zip(*parts, strict=True)]
+
+
+def confidences(
+    fused: Fused, x: np.ndarray, device: torch.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``fused``'s voted ``(N, L)`` and member ``(N, M, K)`` confidences on inputs ``x``."""
+
+    def run(xb: torch.Tensor) -> list[torch.Tensor]:
+        members, voted, _ = fused(xb)
+        return [voted, members]
+
+    voted, members = _batched(run, fused, x, device)
+    return voted, members
+
+
+def member_logits(fused: Fused, x: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """``fused``'s member logits ``(M, N, K)`` on inputs ``x`` (the stacked vote's input)."""
+    (logits,) = _batched(lambda xb: [fused.member_logits(xb)], fused, x, device)
+    return logits.transpose(1, 0, 2)
+
+
+def fuse(
+    members: list[nn.Module],
+    extras: list[nn.Module],
+    weights: np.ndarray,
+    stack_x: np.ndarray,
+    stack_truth: np.ndarray,
+    val_x: np.ndarray,
+    val_truth: np.ndarray,
+    settings: VoteSettings = DEFAULT_VOTE,
+    device: torch.device | None = None,
+) -> Fused:
+    """The fused graph of ``members`` (``weights``: see :class:`Fused`) and ``extras``: the
+    stacked vote, when ``settings`` ask for it, fitted to ``stack_truth`` ``(N, K)`` on frames
+    ``stack_x``; then per-label thresholds chosen for precision on ``val_x`` against
+    ``val_truth`` ``(N, L)``. The stacking frames should be frames the members were neither
+    trained nor chosen on. ``device``: where the confidences are computed; the graph comes
+    back on the CPU."""
+    n_labels = val_truth.shape[1]
+    nets = [m.eval() for m in members]
+    extra_nets = [e.eval() for e in extras]
+    fused = Fused(nets, extra_nets, np.full(n_labels, 0.5), weights, mirror=settings.mirror)
+    if settings.stacked:
+        stack = fit_stack(stack_truth, member_logits(fused, stack_x, device), settings.c)
+        fused = Fused(
+            nets, extra_nets, np.full(n_labels, 0.5), weights, stack, mirror=settings.mirror
+        )
+    val_voted, _ = confidences(fused, val_x, device)
+    fused.set_thresholds(choose_thresholds(val_truth, val_voted))
+    return fused.eval()
+
+
+def vote_record(fused: Fused, c: float, frames: str, n_frames: int) -> dict[str, Any]:
+    """What the manifest says about ``fused``'s vote (``training.vote``): the method, whether
+    nets see the mirrored frame, and for the stacked vote the frames it was fitted on and its
+    regression (inverse penalty ``c``, ``coef`` ``(M·K, K)`` as nested lists, ``intercept``
+    ``(K,)``)."""
+    stacked = fused.stacked
+    return {
+        "method": "stacked" if stacked else "weighted_mean",
+        "mirror": fused.mirror,
+        "c": c if stacked else None,
+        "frames": frames if stacked else None,
+        "n_frames": n_frames if stacked else None,
+        "coef": fused.get_buffer("coef").tolist() if stacked else None,
+        "intercept": fused.get_buffer("intercept").tolist() if stacked else None,
+    }
