@@ -63,17 +63,23 @@ def resample(z: np.ndarray, size: int) -> np.ndarray:
         return z.astype(np.float64, copy=True)
     if rows % size == 0 and cols % size == 0:
         fr, fc = rows // size, cols // size
-        if np.isfinite(z).all():  # sums along contiguous axes: 3× faster than a 4-D mean
-            rowsum = z.reshape(size, fr, cols).sum(axis=1, dtype=np.float64)
-            out: np.ndarray = rowsum.reshape(size, size, fc).sum(axis=2) / (fr * fc)
+        # sums along contiguous axes (3× faster than a 4-D mean); a NaN or infinity anywhere
+        # leaves its block's sum non-finite, so the check runs on the small image only
+        rowsum = z.reshape(size, fr, cols).sum(axis=1, dtype=np.float64)
+        out: np.ndarray = rowsum.reshape(size, size, fc).sum(axis=2) / (fr * fc)
+        if np.isfinite(out).all():
             return out
-        blocks = z.reshape(size, fr, size, fc)
+        blocks = np.asarray(z, dtype=np.float64).reshape(size, fr, size, fc)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
             nan_out: np.ndarray = np.nanmean(blocks, axis=(1, 3))
         return nan_out
     result: np.ndarray = zoom(
-        z, (size / rows, size / cols), order=1, mode="nearest", grid_mode=True
+        np.asarray(z, dtype=np.float64),
+        (size / rows, size / cols),
+        order=1,
+        mode="nearest",
+        grid_mode=True,
     )
     return result
 
@@ -86,10 +92,11 @@ def to_model_input(z: np.ndarray, size: int = 128) -> np.ndarray:
     image the model sees, as in training (frames rendered at the model size). It is also 16×
     cheaper for a 512 × 512 frame.
     """
-    z = np.asarray(z, dtype=np.float64)
-    if np.isinf(z).any():
-        z = np.where(np.isfinite(z), z, np.nan)
-    return scale_unit(flatten_lines(resample(z, size))).astype(np.float32)
+    z = np.asarray(z)
+    u = resample(z, size)
+    if not np.isfinite(u).all() and np.isinf(z).any():  # infinities count as missing, like NaN
+        u = resample(np.where(np.isfinite(z), z, np.nan), size)
+    return scale_unit(flatten_lines(u)).astype(np.float32)
 
 
 CHANNELS = ("height", "autocorrelation")
