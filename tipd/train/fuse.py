@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from tipd.train.export import Fused
-from tipd.train.metrics import choose_thresholds
+from tipd.train.metrics import auroc, choose_thresholds, threshold_precision
 from tipd.train.stack import STACK_C, fit_stack
 
 
@@ -118,3 +118,21 @@ def vote_record(fused: Fused, c: float, frames: str, n_frames: int) -> dict[str,
         "coef": fused.get_buffer("coef").tolist() if stacked else None,
         "intercept": fused.get_buffer("intercept").tolist() if stacked else None,
     }
+
+
+def vote_metrics(
+    labels: list[str], truth: np.ndarray, voted: np.ndarray, thresholds: np.ndarray, extra: bool
+) -> dict[str, Any]:
+    """The manifest's figures of the voted confidences ``(N, L)`` against ``truth`` on test
+    frames: precision per label at its threshold and, where the last label comes from an
+    ``extra`` net (the H:Si tip-change net), that net's AUROC."""
+    precision = threshold_precision(truth, voted, thresholds)
+    out: dict[str, Any] = {
+        "ensemble_thresholded_precision": {
+            n: (None if np.isnan(v) else round(float(v), 4))
+            for n, v in zip(labels, precision, strict=True)
+        }
+    }
+    if extra:
+        out["tip_change_net_auroc"] = round(auroc(truth[:, -1], voted[:, -1]), 4)
+    return out

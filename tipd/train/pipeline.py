@@ -31,8 +31,14 @@ from tipd.train import baselines
 from tipd.train.data import DEFAULT_CHANNELS, Dataset, from_folder, synthetic
 from tipd.train.export import write_model
 from tipd.train.fit import Fitted, Recipe, device_name, fit, predict, resolve_device
-from tipd.train.fuse import DEFAULT_VOTE, VoteSettings, confidences, fuse, vote_record
-from tipd.train.metrics import auroc, threshold_precision
+from tipd.train.fuse import (
+    DEFAULT_VOTE,
+    VoteSettings,
+    confidences,
+    fuse,
+    vote_metrics,
+    vote_record,
+)
 from tipd.train.onnx_weights import load_member
 from tipd.train.report import evaluate_all, write_report
 from tipd.train.stack import MIN_FOLDER_FRAMES
@@ -461,14 +467,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     test_truth = (
         np.concatenate([test.y, test_all.columns(tuple(extra)).y], axis=1) if extra else test.y
     )
-    metrics["ensemble_thresholded_precision"] = {
-        n: (None if np.isnan(v) else round(float(v), 4))
-        for n, v in zip(
-            classes + extra, threshold_precision(test_truth, test_voted, thresholds), strict=True
-        )
-    }
-    if extra:
-        metrics["tip_change_net_auroc"] = round(auroc(test_truth[:, -1], test_voted[:, -1]), 4)
+    metrics.update(vote_metrics(classes + extra, test_truth, test_voted, thresholds, bool(extra)))
     seconds = time.monotonic() - started
     training = {
         "data": train.source if cfg.data is None else str(cfg.data),

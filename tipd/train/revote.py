@@ -29,8 +29,14 @@ import torch
 from tipd.models import MANIFEST, Manifest, load_manifest, sha256_file
 from tipd.train.data import Dataset, synthetic
 from tipd.train.export import export_graph
-from tipd.train.fuse import DEFAULT_VOTE, VoteSettings, confidences, fuse, vote_record
-from tipd.train.metrics import auroc, threshold_precision
+from tipd.train.fuse import (
+    DEFAULT_VOTE,
+    VoteSettings,
+    confidences,
+    fuse,
+    vote_metrics,
+    vote_record,
+)
 from tipd.train.onnx_weights import load_member
 from tipd.train.report import evaluate_all, write_report
 
@@ -122,15 +128,9 @@ def revote(
     ensemble = evaluate_all(test, {"Ensemble": test_voted[:, :k]}, desirable)
     metrics: dict[str, Any] = {**manifest.metrics, **ensemble}
     metrics["table"] = {**manifest.metrics.get("table", {}), **ensemble["table"]}
-    test_truth = truth(test_all)
-    metrics["ensemble_thresholded_precision"] = {
-        n: (None if np.isnan(v) else round(float(v), 4))
-        for n, v in zip(
-            classes + extra, threshold_precision(test_truth, test_voted, thresholds), strict=True
-        )
-    }
-    if extra:
-        metrics["tip_change_net_auroc"] = round(auroc(test_truth[:, -1], test_voted[:, -1]), 4)
+    metrics.update(
+        vote_metrics(classes + extra, truth(test_all), test_voted, thresholds, bool(extra))
+    )
     seconds = time.monotonic() - started
     training = {
         **t,
