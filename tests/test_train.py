@@ -83,6 +83,10 @@ def test_revote_builds_the_vote_again_and_leaves_the_nets(
     run = ens.run(x)
     weights = np.array([m.vote_weight for m in after.members[:-1]])
     np.testing.assert_allclose(run.voted[:, :4], (weights / weights.sum()) @ run.members, atol=1e-4)
+    for bad_out in (tmp_path, tiny_model.parent, reports):  # holds the model, or is no model
+        with pytest.raises(ValueError, match="holds"):
+            revote(tiny_model, bad_out, None, VoteSettings(), 64, 1, lambda _: None)
+    assert load_manifest(tiny_model) == before and (reports / "hsi100.md").is_file()
     assert synth_source("tipd synth au111 seed 3 frames 0..1999", "au111") == (3, 2000)
     with pytest.raises(ValueError, match="not synthetic"):
         synth_source("/data/lab-scans", "au111")

@@ -266,7 +266,7 @@ def _add_vote_args(p: argparse.ArgumentParser) -> None:
         choices=["stacked", "weighted"],
         default="stacked",
         help="voted confidence: a logistic regression per label over every member's "
-        "confidences (stacked, the default) or the members' weighted mean",
+        "logits (stacked, the default) or the members' weighted mean",
     )
     p.add_argument(
         "--no-mirror",

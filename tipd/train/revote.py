@@ -69,6 +69,12 @@ def revote(
     """
     started = time.monotonic()
     manifest = load_manifest(folder, verify=True)
+    folder, target = folder.resolve(), (out or folder).resolve()
+    if target != folder:  # checked before any work: ``target`` is replaced at the end
+        if folder.is_relative_to(target):
+            raise ValueError(f"--out {out} holds the model itself; give it a folder of its own")
+        if target.exists() and not (target / MANIFEST).is_file() and any(target.iterdir()):
+            raise ValueError(f"--out {out} exists and holds no model: not replacing it")
     t = manifest.training
     surface = manifest.surface
     val_seed, n_val = synth_source(str(t.get("validation")), surface)
@@ -113,7 +119,6 @@ def revote(
     )
     thresholds = fused.get_buffer("thresholds").numpy()
 
-    target = out or folder
     if target != folder:
         if target.exists():
             shutil.rmtree(target)
