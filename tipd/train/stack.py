@@ -9,7 +9,7 @@ whichever label's scale runs high. The stacker learns, on frames the members wer
 on, how much each member's confidence in each label says about each label: confidences
 become comparable, and one label can speak for another (a confident double tip lowers the
 sharp-tip label). On the shipped Cu(111) members, held-out frames (seed 3): balanced accuracy
-0.881 → 0.909, macro precision 0.891 → 0.911, mean AUROC 0.966 → 0.970.
+0.881 → 0.910, macro precision 0.891 → 0.911, mean AUROC 0.966 → 0.970 (``bench/vote.py``).
 
 The features are the members' logits (the nets' outputs before the sigmoid), clipped to
 ±:data:`CAP`; the regression is L2-penalised (``C``) and fitted with scikit-learn. The fused
