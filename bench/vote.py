@@ -22,7 +22,7 @@ import onnxruntime as ort
 from tipd.models import find, load_manifest
 from tipd.train.data import Dataset, synthetic
 from tipd.train.report import evaluate_all
-from tipd.train.revote import synth_source
+from tipd.train.revote import synth_seeds
 from tipd.train.stack import fit_stack, stacked
 
 
@@ -52,13 +52,11 @@ def main() -> None:
     args = parser.parse_args()
     folder = find(args.model)
     m = load_manifest(folder)
-    t = m.training
     voting = [e for e in m.members if e.vote_weight is not None]
     weights = np.array([e.vote_weight for e in voting], dtype=float)
     weights /= weights.sum()
     classes = tuple(m.classes)
-    val_seed, _ = synth_source(t["validation"], m.surface)
-    test_seed, n_test = synth_source(t["test"], m.surface)
+    seeds = synth_seeds(m)
     started = time.monotonic()
 
     def frames(seed: int, n: int) -> Dataset:
@@ -66,8 +64,8 @@ def main() -> None:
         return ds.columns(classes)
 
     sets = {
-        "stack": frames(val_seed + 2, args.n_stack),
-        f"seed {test_seed}": frames(test_seed, n_test),
+        "stack": frames(seeds.stack, args.n_stack),
+        f"seed {seeds.test}": frames(seeds.test, seeds.n_test),
         "seed 99": frames(99, 2000),
     }
     files = [e.file for e in voting]

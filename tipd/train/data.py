@@ -28,6 +28,12 @@ from tipd.taxonomy import taxonomy
 DEFAULT_CHANNELS: tuple[str, ...] = ("height",)
 
 
+#: ``tipd train``'s synthetic sets: seed ``1000 × --seed`` plus these, so that no two sets share
+#: a frame: training, validation (epochs, vote weights, thresholds), held-out test, and the
+#: frames the stacked vote is fitted on
+SEED_OFFSETS = {"train": 1, "validation": 2, "test": 3, "stack": 4}
+
+
 @dataclass
 class Dataset:
     """Preprocessed frames with their truth; ``labels`` names the columns of ``y``."""

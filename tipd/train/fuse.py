@@ -16,7 +16,7 @@ from torch import nn
 
 from tipd.train.export import Fused
 from tipd.train.metrics import auroc, choose_thresholds, threshold_precision
-from tipd.train.stack import STACK_C, fit_stack
+from tipd.train.stack import STACK_C, Stack, fit_stack
 
 
 @dataclass(frozen=True)
@@ -89,15 +89,16 @@ def fuse(
     ``val_truth`` ``(N, L)``. The stacking frames should be frames the members were neither
     trained nor chosen on. ``device``: where the confidences are computed; the graph comes
     back on the CPU."""
-    n_labels = val_truth.shape[1]
     nets = [m.eval() for m in members]
     extra_nets = [e.eval() for e in extras]
-    fused = Fused(nets, extra_nets, np.full(n_labels, 0.5), weights, mirror=settings.mirror)
+
+    def graph(stack: Stack | None) -> Fused:
+        thresholds = np.full(val_truth.shape[1], 0.5)  # chosen below
+        return Fused(nets, extra_nets, thresholds, weights, stack, mirror=settings.mirror)
+
+    fused = graph(None)
     if settings.stacked:
-        stack = fit_stack(stack_truth, member_logits(fused, stack_x, device), settings.c)
-        fused = Fused(
-            nets, extra_nets, np.full(n_labels, 0.5), weights, stack, mirror=settings.mirror
-        )
+        fused = graph(fit_stack(stack_truth, member_logits(fused, stack_x, device), settings.c))
     val_voted, _ = confidences(fused, val_x, device)
     fused.set_thresholds(choose_thresholds(val_truth, val_voted))
     return fused.eval()

@@ -28,7 +28,7 @@ import torch
 from tipd.models import Manifest, Member, ModelError, load_manifest
 from tipd.taxonomy import taxonomy
 from tipd.train import baselines
-from tipd.train.data import DEFAULT_CHANNELS, Dataset, from_folder, synthetic
+from tipd.train.data import DEFAULT_CHANNELS, SEED_OFFSETS, Dataset, from_folder, synthetic
 from tipd.train.export import write_model
 from tipd.train.fit import Fitted, Recipe, device_name, fit, predict, resolve_device
 from tipd.train.fuse import (
@@ -304,12 +304,12 @@ def load_data(
         stack = val
     else:
         base = 1000 * cfg.seed
-        sizes = [(1, n_train), (2, cfg.n_val), (3, cfg.n_test)]
+        sizes = [(n_train, "train"), (cfg.n_val, "validation"), (cfg.n_test, "test")]
         if cfg.vote.stacked:
-            sizes.append((4, cfg.n_stack))
+            sizes.append((cfg.n_stack, "stack"))
         sets = [
-            synthetic(cfg.surface, n, base + k, cfg.size, cfg.workers, cfg.channels)
-            for k, n in sizes
+            synthetic(cfg.surface, n, base + SEED_OFFSETS[s], cfg.size, cfg.workers, cfg.channels)
+            for n, s in sizes
         ]
         train, val, test = sets[:3]
         stack = sets[3] if cfg.vote.stacked else val
@@ -421,7 +421,8 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     # a member whose vote counts for nothing would only cost time on every frame
     members = [m for m, w in zip(members, weights, strict=True) if w > 0]
     weights = weights[weights > 0]
-    val_truth = np.concatenate([val.y, val_all.columns(tuple(extra)).y], axis=1) if extra else val.y
+    labels = tuple(classes + extra)
+    val_truth = val_all.columns(labels).y
     vote = cfg.vote
     if vote.stacked and cfg.data is not None and len(stack_all) < MIN_FOLDER_FRAMES:
         vote = replace(vote, stacked=False)
@@ -464,10 +465,8 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     scores["Random"] = baselines.weighted_random(train.y, len(test), cfg.seed)
     desirable = list(tax.desirable)
     metrics = evaluate_all(test, scores, [classes.index(d) for d in desirable])
-    test_truth = (
-        np.concatenate([test.y, test_all.columns(tuple(extra)).y], axis=1) if extra else test.y
-    )
-    metrics.update(vote_metrics(classes + extra, test_truth, test_voted, thresholds, bool(extra)))
+    test_truth = test_all.columns(labels).y
+    metrics.update(vote_metrics(list(labels), test_truth, test_voted, thresholds, bool(extra)))
     seconds = time.monotonic() - started
     training = {
         "data": train.source if cfg.data is None else str(cfg.data),

@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from tipd.models import MANIFEST, Manifest, load_manifest, sha256_file
-from tipd.train.data import Dataset, synthetic
+from tipd.train.data import SEED_OFFSETS, Dataset, synthetic
 from tipd.train.export import export_graph
 from tipd.train.fuse import (
     DEFAULT_VOTE,
@@ -50,6 +51,29 @@ def synth_source(text: str, surface: str) -> tuple[int, int]:
     if match is None or match.group(1) != surface:
         raise ValueError(f"not synthetic {surface} frames: {text!r} (revote needs them)")
     return int(match.group(2)), int(match.group(3)) + 1
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """The synthetic sets a model was trained with (from its manifest), and the seed of the
+    frames ``tipd train`` fits its stacked vote on."""
+
+    train: int
+    validation: int
+    n_validation: int
+    test: int
+    n_test: int
+    stack: int
+
+
+def synth_seeds(manifest: Manifest) -> Seeds:
+    """:class:`Seeds` of a model trained on synthetic frames; ``ValueError`` otherwise."""
+    t, surface = manifest.training, manifest.surface
+    train, _ = synth_source(str(t.get("data")), surface)
+    val, n_val = synth_source(str(t.get("validation")), surface)
+    test, n_test = synth_source(str(t.get("test")), surface)
+    stack = val - SEED_OFFSETS["validation"] + SEED_OFFSETS["stack"]
+    return Seeds(train, val, n_val, test, n_test, stack)
 
 
 def revote(
@@ -77,19 +101,17 @@ def revote(
             raise ValueError(f"--out {out} exists and holds no model: not replacing it")
     t = manifest.training
     surface = manifest.surface
-    val_seed, n_val = synth_source(str(t.get("validation")), surface)
-    test_seed, n_test = synth_source(str(t.get("test")), surface)
-    train_seed, _ = synth_source(str(t.get("data")), surface)
-    stack_seed = val_seed + 2  # tipd train's fourth seed: base + 4, validation is base + 2
+    seeds = synth_seeds(manifest)
     size, channels = manifest.preprocessing.size, tuple(manifest.preprocessing.channels)
     classes, extra = list(manifest.classes), list(manifest.extra)
 
     def frames(seed: int, n: int) -> Dataset:
         return synthetic(surface, n, seed, size, workers, channels)
 
-    calibration = frames(train_seed, 256).x.astype(np.float32)
-    val_all, test_all = frames(val_seed, n_val), frames(test_seed, n_test)
-    stack_all = frames(stack_seed, n_stack) if settings.stacked else val_all
+    calibration = frames(seeds.train, 256).x.astype(np.float32)
+    val_all = frames(seeds.validation, seeds.n_validation)
+    test_all = frames(seeds.test, seeds.n_test)
+    stack_all = frames(seeds.stack, n_stack) if settings.stacked else val_all
     log(f"{manifest.name}: frames rendered ({time.monotonic() - started:.0f} s)")
 
     voting = [m for m in manifest.members if m.vote_weight is not None]
