@@ -3,7 +3,9 @@
     .venv/bin/python bench/train.py             # read the figures of models/*
     .venv/bin/python bench/train.py --run au111 # retrain one surface now, then print
 
-Target: each surface within 20 minutes on 2 CPU cores, all four within 80.
+Target: each surface within 20 minutes on 2 CPU cores, all four within 80. A model trained
+with ``--init-from`` (going on from another model's nets) shows this run's time, and the time
+of the run it went on from beside it.
 """
 
 from __future__ import annotations
@@ -28,11 +30,18 @@ def main() -> None:
         m = load_manifest(folder, verify=False)
         t = m.training
         ens = m.metrics["table"]["Ensemble"]
+        machine = f"{t.get('device', '?')} ({t.get('machine', '?')})"
+        parent = (t.get("init_from") or {}).get("training")
+        if parent:  # went on from another model's nets: say what made those
+            machine += (
+                f", going on from nets trained in {parent['seconds'] / 60:.1f} min on "
+                f"{parent.get('device', '?')}"
+            )
         rows.append(
             (
                 m.name,
                 t["seconds"],
-                f"{t.get('device', '?')} ({t.get('machine', '?')})",
+                machine,
                 t["n_train"],
                 ens["auroc"],
                 sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),

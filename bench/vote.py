@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/vote.py [--model cu111] [--n-stack 6000] [--workers 2]
 
-Runs the model's member files (``members/*.onnx``) with ONNX Runtime on the frame and on its
-left-right mirror, then votes four ways: the weighted mean of the members' confidences (the
-manifest's ``vote_weight``; the vote before the stacked one), the same on mirror-averaged
-logits, the stacked vote (:mod:`tipd.train.stack`, fitted on the stacking seed ``tipd train``
-uses), and the stacked vote on mirror-averaged logits (``tipd train``'s default). Each is scored
-on the model's own test seed and on seed 99, as ``tipd evaluate`` does: mean AUROC, balanced
-accuracy, macro precision, good/bad AUROC.
+Reads the model's member files (``members/*.onnx``) back into torch
+(:func:`tipd.train.onnx_weights.load_member`, exact in eval mode) and runs each net on the
+frame and on its left-right mirror, then votes three ways, each on one view and on both
+(``--no-mirror`` and the default of ``tipd train``): the weighted mean of the members'
+confidences (the manifest's ``vote_weight``; the vote before the stacked one), the stacked vote
+on the members' logits (:mod:`tipd.train.stack`, ``--logits-only``), and the stacked vote on
+their logits and hidden features (the default). The stacked votes are fitted on the stacking
+seed ``tipd train`` uses. Each is scored on the model's own test seed and on seed 99, as
+``tipd evaluate`` does: mean AUROC, balanced accuracy, macro precision, good/bad AUROC.
 """
 
 from __future__ import annotations
@@ -17,31 +19,49 @@ import argparse
 import time
 
 import numpy as np
-import onnxruntime as ort
+import torch
 
 from tipd.models import find, load_manifest
 from tipd.train.data import Dataset, synthetic
+from tipd.train.nets import split_head
+from tipd.train.onnx_weights import load_member
 from tipd.train.report import evaluate_all
 from tipd.train.revote import synth_seeds
 from tipd.train.stack import fit_stack, stacked
 
 
-def member_logits(folder: str, files: list[str], x: np.ndarray, mirror: bool) -> np.ndarray:
-    """``(M, N, K)`` logits of the member files on ``x``, mirror-averaged if ``mirror``."""
+def hidden_views(nets: list[torch.nn.Module], x: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """Per net, its hidden features ``(N, H)`` on ``x`` and on ``x`` mirrored left to right."""
     out = []
-    for f in files:
-        session = ort.InferenceSession(f"{folder}/{f}", providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        for net in nets:
+            body, _ = split_head(net.eval())
+            parts = []
+            for view in (x, x[..., ::-1]):
+                parts.append(
+                    np.concatenate(
+                        [
+                            body(torch.from_numpy(np.ascontiguousarray(view[a : a + 256]))).numpy()
+                            for a in range(0, len(view), 256)
+                        ]
+                    )
+                )
+            out.append(tuple(parts))
+    return out
 
-        def run(v: np.ndarray, s: ort.InferenceSession = session) -> np.ndarray:
-            parts = [
-                s.run(None, {"x": np.ascontiguousarray(v[a : a + 256], dtype=np.float32)})[0]
-                for a in range(0, len(v), 256)
-            ]
-            return np.concatenate(parts)
 
-        z = run(x)
-        out.append((z + run(x[..., ::-1])) / 2 if mirror else z)
-    return np.stack(out)
+def logits_and_hidden(
+    nets: list[torch.nn.Module], views: list[tuple[np.ndarray, ...]], mirror: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, N, K)`` logits and ``(N, H)`` hidden features, mirror-averaged if ``mirror``."""
+    hs, zs = [], []
+    with torch.no_grad():
+        for net, (plain, flipped) in zip(nets, views, strict=True):
+            h = (plain + flipped) / 2 if mirror else plain
+            _, last = split_head(net)
+            hs.append(h)
+            zs.append(last(torch.from_numpy(h)).numpy())
+    return np.stack(zs), np.concatenate(hs, axis=1)
 
 
 def main() -> None:
@@ -50,6 +70,7 @@ def main() -> None:
     parser.add_argument("--n-stack", type=int, default=6000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    torch.set_num_threads(max(1, args.workers))
     folder = find(args.model)
     m = load_manifest(folder)
     voting = [e for e in m.members if e.vote_weight is not None]
@@ -68,15 +89,14 @@ def main() -> None:
         f"seed {seeds.test}": frames(seeds.test, seeds.n_test),
         "seed 99": frames(99, 2000),
     }
-    files = [e.file for e in voting]
-    logits = {
-        (name, mirror): member_logits(str(folder), files, ds.x, mirror)
-        for name, ds in sets.items()
-        for mirror in (False, True)
-    }
+    calibration = sets["stack"].x[:256].astype(np.float32)
+    nets = [
+        load_member(folder / e.file, e.family, len(classes), e.width, calibration) for e in voting
+    ]
+    views = {k: hidden_views(nets, ds.x.astype(np.float32)) for k, ds in sets.items()}
     desirable = [m.classes.index(d) for d in m.desirable]
     print(
-        f"{m.name}: {len(voting)} voting nets; stacked vote fitted on "
+        f"{m.name}: {len(voting)} voting nets; stacked votes fitted on "
         f"{sets['stack'].source}; {time.monotonic() - started:.0f} s of frames and inference\n"
     )
     tests = [k for k in sets if k != "stack"]
@@ -87,14 +107,18 @@ def main() -> None:
     )
     print("|---" * (len(tests) + 1) + "|")
     for mirror in (False, True):
-        stack = fit_stack(sets["stack"].y, logits[("stack", mirror)])
+        feats = {k: logits_and_hidden(nets, v, mirror) for k, v in views.items()}
+        z, h = feats["stack"]
+        on_logits = fit_stack(sets["stack"].y, z)
+        on_hidden = fit_stack(sets["stack"].y, z, hidden=h)
         for label, vote in (
-            ("weighted mean", lambda z: np.tensordot(weights, 1 / (1 + np.exp(-z)), axes=1)),
-            ("stacked", lambda z, s=stack: stacked(s, z)),
+            ("weighted mean", lambda z, h: np.tensordot(weights, 1 / (1 + np.exp(-z)), axes=1)),
+            ("stacked on logits", lambda z, h, s=on_logits: stacked(s, z)),
+            ("stacked on logits + hidden", lambda z, h, s=on_hidden: stacked(s, z, h)),
         ):
             cells = []
             for k in tests:
-                r = evaluate_all(sets[k], {"E": vote(logits[(k, mirror)])}, desirable)
+                r = evaluate_all(sets[k], {"E": vote(*feats[k])}, desirable)
                 e = r["table"]["E"]
                 cells.append(
                     f"{e['auroc']:.3f} / {e['balanced_accuracy']:.3f} / "

@@ -75,7 +75,7 @@ def test_a_member_of_another_family_or_width_is_refused(tmp_path: Path) -> None:
 
 
 def test_tipd_train_goes_on_from_a_trained_model(tmp_path: Path, tiny_model: Path) -> None:
-    from tipd.train.pipeline import CANDIDATES, train_surface
+    from tipd.train.pipeline import CANDIDATES, TIP_CHANGE_NET, train_surface
 
     shipped = load_manifest(tiny_model)
     best = max(
@@ -89,6 +89,17 @@ def test_tipd_train_goes_on_from_a_trained_model(tmp_path: Path, tiny_model: Pat
     assert init["candidates"] == ["vgg_bn_adam"]  # the chain's root; its forks follow it
     root = manifest.training["recipe"]["vgg_bn_adam"]
     assert root["lr"] == pytest.approx(CANDIDATES[0][1].lr * init["lr_fraction"])
+    # the H:Si tip-change net goes on from the model's own, at the same fraction of its rate
+    old_tc, new_tc = (
+        next(m for m in man.members if m.name == TIP_CHANGE_NET[0]) for man in (shipped, manifest)
+    )
+    assert init["extra"] == {"member": old_tc.name, "sha256": old_tc.sha256}
+    assert new_tc.recipe["lr"] == pytest.approx(TIP_CHANGE_NET[1].lr * init["lr_fraction"])
+    # what made the model gone on from stays in the lineage, without the vote's weights
+    assert init["training"]["test"] == shipped.training["test"]
+    assert init["training"]["seconds"] == shipped.training["seconds"]
+    assert "coef" in shipped.training["vote"] and "coef" not in init["training"]["vote"]
+    assert manifest.training["flags"] == {"n_train": 128, "member_seconds": 2, "epochs": 1}
     # a width no member has: refused before any data is made
     with pytest.raises(ValueError, match="width"):
         train_surface(replace(cfg, width=0.125, out=tmp_path / "never"), log=lambda _: None)

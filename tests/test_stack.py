@@ -30,6 +30,27 @@ def test_the_stacked_vote_hears_what_another_label_says() -> None:
     assert mean_auroc(truth[800:], vote) > mean_auroc(truth[800:], mean_vote)
 
 
+def test_the_stacked_vote_weighs_hidden_features_on_any_scale() -> None:
+    """A label that shows only in a hidden feature (of a scale far from 1): the stack that
+    reads the hidden features finds it, takes them as they come (the standardisation is
+    folded into its weights), and refuses hidden features of the wrong width."""
+    rng = np.random.default_rng(3)
+    n = 1600
+    truth = (rng.random((n, 2)) < 0.5).astype(float)
+    logits = rng.normal(0, 1, (2, n, 2))
+    hidden = rng.normal(0, 1, (n, 5)) * 1e3 + 5e3
+    hidden[:, 2] += 2e3 * truth[:, 0]
+    plain = fit_stack(truth[:1000], logits[:, :1000])
+    deep = fit_stack(truth[:1000], logits[:, :1000], hidden=hidden[:1000])
+    assert plain.n_hidden == 0 and deep.n_hidden == 5 and deep.coef.shape == (4 + 5, 2)
+    with_hidden = stacked(deep, logits[:, 1000:], hidden[1000:])
+    assert auroc(truth[1000:, 0], stacked(plain, logits[:, 1000:])[:, 0]) < 0.6
+    assert auroc(truth[1000:, 0], with_hidden[:, 0]) > 0.9
+    for wrong in (None, hidden[1000:, :4]):
+        with pytest.raises(ValueError, match="reads 5 hidden features"):
+            stacked(deep, logits[:, 1000:], wrong)
+
+
 def test_a_label_never_on_gets_no_weights_and_saturated_logits_are_capped() -> None:
     rng = np.random.default_rng(1)
     truth = np.zeros((200, 2))
@@ -62,26 +83,34 @@ def _run(path: Path, x: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("mirror", [False, True])
+@pytest.mark.parametrize(("mirror", "hidden"), [(False, False), (True, False), (True, True)])
 def test_the_fused_graph_computes_the_stacked_vote(
-    nets: list[Any], tmp_path: Path, mirror: bool
+    nets: list[Any], tmp_path: Path, mirror: bool, hidden: bool
 ) -> None:
-    """ONNX Runtime runs what the numpy stacker says, on the members' logits; with ``mirror``
-    a frame and its left-right mirror get the same answer, without it they do not."""
+    """ONNX Runtime runs what the numpy stacker says, on the members' logits (and, with
+    ``hidden``, the features their last layers read); with ``mirror`` a frame and its
+    left-right mirror get the same answer, without it they do not."""
     import torch
 
     from tipd.train.export import Fused, export_graph
 
     rng = np.random.default_rng(2)
     x = rng.uniform(-1, 1, (6, 1, 128, 128)).astype(np.float32)
-    stack = Stack(rng.normal(0, 0.5, (6, 3)), rng.normal(0, 0.5, 3))
+    n_hidden = 2 * 2 * 16 * 16 if hidden else 0  # two nets, 2 × 16 × 16 features each
+    coef = rng.normal(0, 0.5, (6 + n_hidden, 3))
+    coef[6:] *= 0.05  # many small weights: the vote stays away from 0 and 1
+    stack = Stack(coef, rng.normal(0, 0.5, 3), n_hidden)
     fused = Fused(nets, [], np.full(3, 0.5), np.array([0.5, 0.5]), stack, mirror=mirror).eval()
     diff = export_graph(fused, tmp_path / "g.onnx", 128, x)
     assert diff < 1e-4
     members, voted, votes = _run(tmp_path / "g.onnx", x)
     with torch.no_grad():
-        logits = fused.member_logits(torch.from_numpy(x)).numpy()  # (N, M, K)
-    np.testing.assert_allclose(voted, stacked(stack, logits.transpose(1, 0, 2)), atol=1e-5)
+        logits, h = (v.numpy() for v in fused.member_views(torch.from_numpy(x)))  # (N, M, K)
+        if not mirror:  # one view: the logits are the nets' own
+            own = np.stack([net(torch.from_numpy(x)).numpy() for net in nets], axis=1)
+            np.testing.assert_allclose(logits, own, atol=1e-6)
+    want = stacked(stack, logits.transpose(1, 0, 2), h if hidden else None)
+    np.testing.assert_allclose(voted, want, atol=1e-5)
     np.testing.assert_allclose(members, 1 / (1 + np.exp(-logits)), atol=1e-5)
     assert set(np.unique(votes)) <= {0.0, 0.5, 1.0}
     _, voted_mirrored, _ = _run(tmp_path / "g.onnx", np.ascontiguousarray(x[..., ::-1]))

@@ -36,6 +36,8 @@ def test_manifest_lists_verified_files_and_the_onnx_check(tiny_model: Path) -> N
 
 
 def test_runtime_votes_are_the_stacked_vote_the_manifest_records(tiny_model: Path) -> None:
+    from tipd.train.export import Fused
+    from tipd.train.onnx_weights import load_member
     from tipd.train.stack import Stack, stacked
 
     ens = Ensemble(tiny_model)
@@ -48,10 +50,18 @@ def test_runtime_votes_are_the_stacked_vote_the_manifest_records(tiny_model: Pat
     vote = ens.manifest.training["vote"]
     assert vote["method"] == "stacked" and vote["mirror"] is True
     assert vote["frames"] == "tipd synth hsi100 seed 4 frames 0..63"
-    stack = Stack(np.array(vote["coef"]), np.array(vote["intercept"]))
-    p = out.members.astype(np.float64)
-    logits = np.log(p / (1 - p)).transpose(1, 0, 2)
-    np.testing.assert_allclose(out.voted[:, :4], stacked(stack, logits), atol=1e-4)
+    assert vote["features"] == "logits+hidden" and vote["n_hidden"] > 0
+    stack = Stack(np.array(vote["coef"]), np.array(vote["intercept"]), vote["n_hidden"])
+    # the hidden features from the member files alone, as the manifest names them
+    nets = [load_member(tiny_model / m.file, m.family, len(m.labels), m.width, x) for m in voting]
+    fused = Fused(nets, [], np.full(4, 0.5), stack=stack, mirror=True).eval()
+    with torch.no_grad():
+        logits, hidden = (v.numpy() for v in fused.member_views(torch.from_numpy(x)))
+    assert hidden.shape == (5, vote["n_hidden"])
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), out.members, atol=1e-5)
+    np.testing.assert_allclose(
+        out.voted[:, :4], stacked(stack, logits.transpose(1, 0, 2), hidden), atol=1e-4
+    )
     mirrored = ens.run(np.ascontiguousarray(x[..., ::-1]))
     np.testing.assert_allclose(mirrored.voted, out.voted, atol=1e-5)
     assert ((out.voted >= 0) & (out.voted <= 1)).all()
@@ -207,6 +217,27 @@ def test_a_few_labelled_scans_vote_with_the_weighted_mean(tmp_path: Path) -> Non
     np.testing.assert_allclose(out.voted[:, :4], (voting / voting.sum()) @ out.members, atol=1e-4)
 
 
+def test_a_few_thousand_labelled_scans_stack_on_the_logits_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enough validation scans for the stacked vote, too few to weigh the nets' hidden
+    features: it reads their logits only (the thresholds are lowered here, a folder of
+    thousands of scans being too slow for the suite)."""
+    from tests.conftest import tiny_config
+    from tipd.train import pipeline
+
+    monkeypatch.setattr(pipeline, "MIN_FOLDER_FRAMES", 2)
+    classes = ("atoms", "dimers", "rows", "generic_defect")
+    data = _labelled_folder(tmp_path / "lab", classes, 8)
+    logs: list[str] = []
+    cfg = tiny_config(tmp_path, "lab-model", data=data, member_seconds=2, trees=10)
+    manifest = pipeline.train_surface(cfg, log=logs.append)
+    vote = manifest.training["vote"]
+    assert vote["method"] == "stacked" and vote["features"] == "logits" and vote["n_hidden"] == 0
+    assert np.array(vote["coef"]).shape == (4 * len(manifest.members[:-1]), 4)
+    assert any("logits only" in line and "fewer than 3000" in line for line in logs)
+
+
 def test_learning_rate_decays_with_whichever_limit_comes_first() -> None:
     from tipd.train.fit import Recipe, decayed_lr
 
@@ -298,24 +329,38 @@ def test_the_tiny_ensemble_records_its_forks(tiny_model: Path) -> None:
 
 
 def test_tipd_train_runs_the_recipe_each_shipped_model_records() -> None:
-    """On the kind of device a shipped model was trained on, ``tipd train`` with no budget
-    flags runs the same candidates with the same width, frames, time caps and patience."""
+    """On the kind of device a shipped model was trained on, ``tipd train`` with the budget
+    flags its manifest records (none: the device's defaults) runs the same candidates with the
+    same width, frames, time caps and patience; and so did the run it went on from, if any."""
     from tipd.models import models_root
     from tipd.train.fuse import DEFAULT_VOTE
-    from tipd.train.pipeline import TrainConfig, candidates_for, default_budget
+    from tipd.train.pipeline import TrainConfig, budget_for, candidates_for
     from tipd.train.revote import synth_source
+
+    def pin_budget(surface: str, training: dict[str, Any]) -> None:
+        device = torch.device("cpu" if training["device"] == "cpu" else "cuda")
+        flags = training.get("flags", {})
+        budget = budget_for(TrainConfig(surface=surface, out=Path("x"), **flags), device)
+        assert training["n_train"] == budget.n_train, surface
+        assert training["member_seconds_cap"] == budget.member_seconds, surface
+        assert training["patience"] == budget.patience, surface
+        assert training["epochs_cap"] == budget.epochs, surface
+        parent = (training.get("init_from") or {}).get("training")
+        if parent is not None:
+            pin_budget(surface, parent)
 
     n_stack = TrainConfig(surface="au111", out=Path("x")).n_stack
     for surface in ("au111", "cu111", "hsi100", "generic"):
         training = load_manifest(models_root() / surface, verify=False).training
+        pin_budget(surface, training)
         device = torch.device("cpu" if training["device"] == "cpu" else "cuda")
-        budget = default_budget(surface, device)
-        assert training["n_train"] == budget.n_train, surface
-        assert training["member_seconds_cap"] == budget.member_seconds, surface
-        assert training["patience"] == budget.patience, surface
+        budget = budget_for(
+            TrainConfig(surface=surface, out=Path("x"), **training.get("flags", {})), device
+        )
         vote = training["vote"]  # built by tipd revote, as tipd train builds it now
         assert vote["method"] == ("stacked" if DEFAULT_VOTE.stacked else "weighted_mean"), surface
         assert (vote["mirror"], vote["c"]) == (DEFAULT_VOTE.mirror, DEFAULT_VOTE.c), surface
+        assert vote["features"] == ("logits+hidden" if DEFAULT_VOTE.hidden else "logits"), surface
         stack_seed, n = synth_source(vote["frames"], surface)
         assert stack_seed == synth_source(training["validation"], surface)[0] + 2, surface
         assert n == vote["n_frames"] == n_stack, surface

@@ -13,6 +13,7 @@ from tipd.taxonomy import SURFACES
 
 if TYPE_CHECKING:
     from tipd.curve import Curve
+    from tipd.train.fuse import VoteSettings
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -189,7 +190,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     from tipd.models import ModelError, find
     from tipd.train.fit import resolve_device
-    from tipd.train.fuse import VoteSettings
     from tipd.train.pipeline import InitFromError, TrainConfig, train_surface
 
     out = args.out or Path("models") / args.surface
@@ -211,7 +211,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         width=args.width,
         n_stack=args.n_stack,
-        vote=VoteSettings(stacked=args.vote == "stacked", mirror=not args.no_mirror),
+        vote=_vote_settings(args),
     )
     try:
         resolve_device(args.device)
@@ -247,10 +247,9 @@ def _cmd_revote(args: argparse.Namespace) -> int:
     if not _has_train_extra("revote"):
         return 2
     from tipd.models import ModelError, find
-    from tipd.train.fuse import VoteSettings
     from tipd.train.revote import revote
 
-    settings = VoteSettings(stacked=args.vote == "stacked", mirror=not args.no_mirror)
+    settings = _vote_settings(args)
     try:
         folder = find(args.model)
         revote(folder, args.out, args.reports, settings, args.n_stack, args.workers)
@@ -260,13 +259,29 @@ def _cmd_revote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vote_settings(args: argparse.Namespace) -> VoteSettings:
+    """The :class:`tipd.train.fuse.VoteSettings` of ``--vote``, ``--logits-only`` and
+    ``--no-mirror``."""
+    from tipd.train.fuse import VoteSettings
+
+    return VoteSettings(
+        stacked=args.vote == "stacked", mirror=not args.no_mirror, hidden=not args.logits_only
+    )
+
+
 def _add_vote_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--vote",
         choices=["stacked", "weighted"],
         default="stacked",
         help="voted confidence: a logistic regression per label over every member's "
-        "logits (stacked, the default) or the members' weighted mean",
+        "logits and hidden features (stacked, the default) or the members' weighted mean",
+    )
+    p.add_argument(
+        "--logits-only",
+        action="store_true",
+        help="the stacked vote reads only the members' logits, not also the hidden features "
+        "their last layers read",
     )
     p.add_argument(
         "--no-mirror",

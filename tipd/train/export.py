@@ -17,6 +17,7 @@ from torch import nn
 
 from tipd.models import FORMAT, MANIFEST, Manifest, sha256_file
 from tipd.train.fit import Fitted
+from tipd.train.nets import split_head
 from tipd.train.stack import CAP, Stack
 
 
@@ -26,7 +27,8 @@ class Fused(nn.Module):
 
     ``weights`` ``(M,)``, summing to 1, weigh the members in the share of votes and, without a
     ``stack``, in the voted confidence (default: equal; see :func:`tipd.train.vote.vote_weights`).
-    ``stack``: the voted confidence is the stacked vote instead (:mod:`tipd.train.stack`).
+    ``stack``: the voted confidence is the stacked vote instead (:mod:`tipd.train.stack`), on
+    the members' logits and, when its ``n_hidden`` > 0, their hidden features too.
     ``mirror``: every net sees the frame as scanned and mirrored left to right (the scan lines
     stay lines, as in training's flips) and its logits are the mean of the two."""
 
@@ -51,7 +53,14 @@ class Fused(nn.Module):
             )
         self.register_buffer("weights", torch.tensor(w, dtype=torch.float32).view(1, -1, 1))
         self.stacked = stack is not None
+        self.n_hidden = 0 if stack is None else stack.n_hidden
         if stack is not None:
+            want = len(members) * (len(thresholds) - len(extras)) + stack.n_hidden
+            if stack.coef.shape[0] != want:
+                raise ValueError(
+                    f"the stack has {stack.coef.shape[0]} weights a label; these members and "
+                    f"{stack.n_hidden} hidden features need {want}"
+                )
             self.register_buffer("coef", torch.tensor(stack.coef, dtype=torch.float32))
             self.register_buffer("intercept", torch.tensor(stack.intercept, dtype=torch.float32))
 
@@ -60,32 +69,45 @@ class Fused(nn.Module):
         t = self.get_buffer("thresholds")
         t.copy_(torch.tensor(thresholds, dtype=torch.float32).view_as(t))
 
-    def _logits(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``net``'s logits ``(N, L)``, averaged over the frame and its mirror."""
+    def _views(self, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``net``'s hidden features ``(N, H)`` (what its last layer reads) and logits
+        ``(N, L)``, the features averaged over the frame and its mirror. The last layer is
+        linear, so the logits are the mean of the two views' logits too."""
+        body, last = split_head(net)
         if not self.mirror:
-            out: torch.Tensor = net(x)
-            return out
-        z: torch.Tensor = net(torch.cat([x, torch.flip(x, dims=[3])]))
-        return z.reshape(2, -1, z.shape[-1]).mean(dim=0)
+            h: torch.Tensor = body(x)
+        else:
+            both: torch.Tensor = body(torch.cat([x, torch.flip(x, dims=[3])]))
+            h = both.reshape(2, -1, both.shape[-1]).mean(dim=0)
+        z: torch.Tensor = last(h)
+        return h, z
+
+    def member_views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The members' logits ``(N, M, K)`` and hidden features ``(N, H)``, member after
+        member (the stacked vote's input)."""
+        views = [self._views(m, x) for m in self.members]
+        return torch.stack([z for _, z in views], dim=1), torch.cat([h for h, _ in views], dim=1)
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The members' logits ``(N, M, K)`` (the stacked vote's input)."""
-        return torch.stack([self._logits(m, x) for m in self.members], dim=1)
+        """The members' logits ``(N, M, K)``."""
+        return self.member_views(x)[0]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.member_logits(x)
+        logits, hidden = self.member_views(x)
         member = torch.sigmoid(logits)  # (N, M, K)
         k = member.shape[2]
         thresholds: torch.Tensor = self.get_buffer("thresholds")
         weights: torch.Tensor = self.get_buffer("weights")  # (1, M, 1)
         if self.stacked:
             z = logits.clamp(-CAP, CAP).reshape(logits.shape[0], -1)  # (N, M·K), member-major
+            if self.n_hidden:
+                z = torch.cat([z, hidden], dim=1)
             voted = torch.sigmoid(z @ self.get_buffer("coef") + self.get_buffer("intercept"))
         else:
             voted = (member * weights).sum(dim=1)
         votes = ((member >= thresholds[:k]).float() * weights).sum(dim=1)
         if len(self.extras):
-            extra = torch.cat([torch.sigmoid(self._logits(e, x)) for e in self.extras], dim=1)
+            extra = torch.cat([torch.sigmoid(self._views(e, x)[1]) for e in self.extras], dim=1)
             voted = torch.cat([voted, extra], dim=1)
             votes = torch.cat([votes, (extra >= thresholds[k:]).float()], dim=1)
         return member, voted, votes

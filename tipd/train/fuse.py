@@ -25,6 +25,7 @@ class VoteSettings:
 
     stacked: bool = True  #: the stacked vote (:mod:`tipd.train.stack`); else the weighted mean
     mirror: bool = True  #: every net also sees the frame mirrored left to right
+    hidden: bool = True  #: the stacked vote reads the members' hidden features, not just logits
     c: float = STACK_C  #: the stacker's inverse L2 penalty
 
 
@@ -66,10 +67,13 @@ def confidences(
     return voted, members
 
 
-def member_logits(fused: Fused, x: np.ndarray, device: torch.device | None = None) -> np.ndarray:
-    """``fused``'s member logits ``(M, N, K)`` on inputs ``x`` (the stacked vote's input)."""
-    (logits,) = _batched(lambda xb: [fused.member_logits(xb)], fused, x, device)
-    return logits.transpose(1, 0, 2)
+def member_views(
+    fused: Fused, x: np.ndarray, device: torch.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``fused``'s member logits ``(M, N, K)`` and hidden features ``(N, H)`` on inputs ``x``
+    (the stacked vote's input)."""
+    logits, hidden = _batched(lambda xb: list(fused.member_views(xb)), fused, x, device)
+    return logits.transpose(1, 0, 2), hidden
 
 
 def fuse(
@@ -98,7 +102,9 @@ def fuse(
 
     fused = graph(None)
     if settings.stacked:
-        fused = graph(fit_stack(stack_truth, member_logits(fused, stack_x, device), settings.c))
+        logits, hidden = member_views(fused, stack_x, device)
+        stack = fit_stack(stack_truth, logits, settings.c, hidden if settings.hidden else None)
+        fused = graph(stack)
     val_voted, _ = confidences(fused, val_x, device)
     fused.set_thresholds(choose_thresholds(val_truth, val_voted))
     return fused.eval()
@@ -106,13 +112,16 @@ def fuse(
 
 def vote_record(fused: Fused, c: float, frames: str, n_frames: int) -> dict[str, Any]:
     """What the manifest says about ``fused``'s vote (``training.vote``): the method, whether
-    nets see the mirrored frame, and for the stacked vote the frames it was fitted on and its
-    regression (inverse penalty ``c``, ``coef`` ``(M·K, K)`` as nested lists, ``intercept``
-    ``(K,)``)."""
+    nets see the mirrored frame, and for the stacked vote the frames it was fitted on, what it
+    reads (``features``: ``logits`` or ``logits+hidden``, ``n_hidden`` of the latter) and its
+    regression (inverse penalty ``c``, ``coef`` ``(M·K + H, K)`` as nested lists,
+    ``intercept`` ``(K,)``)."""
     stacked = fused.stacked
     return {
         "method": "stacked" if stacked else "weighted_mean",
         "mirror": fused.mirror,
+        "features": ("logits+hidden" if fused.n_hidden else "logits") if stacked else None,
+        "n_hidden": fused.n_hidden if stacked else None,
         "c": c if stacked else None,
         "frames": frames if stacked else None,
         "n_frames": n_frames if stacked else None,

@@ -154,3 +154,23 @@ def macs(model: nn.Module, size: int = 128, in_channels: int = 1) -> int:
     for h in handles:
         h.remove()
     return total
+
+
+def split_head(net: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """``(body, last)`` with ``net(x) == last(body(x))``: ``body`` gives the hidden features
+    ``(N, H)`` that the net's last (linear) layer reads, ``last`` is that layer. Works for
+    every family here and for any ``nn.Sequential`` ending in ``nn.Linear``; ``TypeError``
+    otherwise. The modules are shared with ``net``, not copied."""
+    if isinstance(net, SqueezeLike | VGGLike):
+        head = list(net.head)
+        body: nn.Module = nn.Sequential(net.features, *head[:-1])
+        last = head[-1]
+    elif isinstance(net, RashidiWolkow):
+        body, last = net.net[:-1], net.net[-1]
+    elif isinstance(net, nn.Sequential):
+        body, last = net[:-1], net[-1]
+    else:
+        raise TypeError(f"no hidden features known for {type(net).__name__}")
+    if not isinstance(last, nn.Linear):
+        raise TypeError(f"{type(net).__name__} does not end in a linear layer")
+    return body, last

@@ -19,8 +19,9 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from tipd.train.fuse import (
 )
 from tipd.train.onnx_weights import load_member
 from tipd.train.report import evaluate_all, write_report
-from tipd.train.stack import MIN_FOLDER_FRAMES
+from tipd.train.stack import MIN_FOLDER_FRAMES, MIN_HIDDEN_FRAMES
 from tipd.train.vote import vote_weights
 
 #: Width multiplier of the CNNs (all but RW). On 2 CPU cores width 0.125 trains at 739 frames/s
@@ -228,15 +229,26 @@ class InitPlan:
     model: str
     member: Member
     roots: list[str]  #: candidates that start from ``member`` instead of from scratch
+    #: the model's net for the extra labels (the H:Si tip-change net), which the new one goes
+    #: on from; None when it has none of the recipe's family and width
+    extra: Member | None = None
+    #: what made the model gone on from (its manifest's ``training``, less the vote's weights)
+    parent: dict[str, Any] = field(default_factory=dict)
 
 
 def plan_init(
-    folder: Path, surface: str, candidates: list[tuple[str, Recipe]], labels: list[str]
+    folder: Path,
+    surface: str,
+    candidates: list[tuple[str, Recipe]],
+    labels: list[str],
+    extra: tuple[list[str], Recipe] | None = None,
 ) -> InitPlan:
     """The member of the trained model in ``folder`` with the largest vote weight among those
     with ``labels``, and the candidates of ``surface`` that go on from it: those of its family
-    and width that are not forks of another candidate nor Table I comparisons. Raises
-    :class:`InitFromError` when there are none or the folder holds no sound model."""
+    and width that are not forks of another candidate nor Table I comparisons. ``extra``: the
+    extra labels and the recipe of their net; the model's net for those labels, when of the
+    recipe's family and width, is gone on from too. Raises :class:`InitFromError` when there
+    are no roots or the folder holds no sound model."""
     try:
         manifest = load_manifest(folder, verify=True)
     except ModelError as exc:
@@ -257,7 +269,21 @@ def plan_init(
             f"--init-from {folder}: its member {best.name} is {best.family} at width "
             f"{best.width}, and no candidate trained from scratch is (--width sets the width)"
         )
-    return InitPlan(folder, manifest.name, best, roots)
+    extra_member = None
+    if extra is not None:
+        extra_labels, recipe = extra
+        extra_member = next(
+            (
+                m
+                for m in manifest.members
+                if m.labels == extra_labels and (m.family, m.width) == (recipe.family, recipe.width)
+            ),
+            None,
+        )
+    parent = dict(manifest.training)
+    if isinstance(parent.get("vote"), dict):
+        parent["vote"] = {k: v for k, v in parent["vote"].items() if k not in ("coef", "intercept")}
+    return InitPlan(folder, manifest.name, best, roots, extra_member, parent)
 
 
 def candidate_recipes(
@@ -277,6 +303,15 @@ def candidate_recipes(
         candidate_list = [(n, replace(r, width=cfg.width)) for n, r in candidate_list]
         tip_change_recipe = replace(tip_change_recipe, width=cfg.width)
     return candidate_list, tip_change_recipe
+
+
+#: the :class:`TrainConfig` fields that set the budget (``tipd train``'s budget flags)
+BUDGET_FLAGS = ("width", "n_train", "member_seconds", "epochs", "patience")
+
+
+def flags_of(cfg: TrainConfig) -> dict[str, float]:
+    """The budget flags ``cfg`` sets itself (``training.flags`` in the manifest)."""
+    return {k: getattr(cfg, k) for k in BUDGET_FLAGS if getattr(cfg, k) is not None}
 
 
 def budget_for(cfg: TrainConfig, device: torch.device) -> Budget:
@@ -330,7 +365,13 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     candidate_list, tip_change_recipe = candidate_recipes(cfg, device, budget)
     plan = None  # checked before the data is made, not after
     if cfg.init_from is not None:
-        plan = plan_init(cfg.init_from, cfg.surface, candidate_list, classes)
+        plan = plan_init(
+            cfg.init_from,
+            cfg.surface,
+            candidate_list,
+            classes,
+            (extra, tip_change_recipe) if extra else None,
+        )
     started = time.monotonic()
     # renders in forked processes: before any CUDA work
     train_all, val_all, test_all, stack_all = load_data(cfg, budget.n_train, log)
@@ -367,11 +408,18 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         return fitted
 
     init_net: torch.nn.Module | None = None
+    init_extra: torch.nn.Module | None = None
     if plan is not None:
         m = plan.member
         calibration = train.x[:256].astype(np.float32)
         init_net = load_member(plan.folder / m.file, m.family, len(classes), m.width, calibration)
         log(f"going on from {plan.model}/{m.name}: {', '.join(plan.roots)}")
+        if plan.extra is not None:
+            e = plan.extra
+            init_extra = load_member(
+                plan.folder / e.file, e.family, len(extra), e.width, calibration
+            )
+            log(f"going on from {plan.model}/{e.name}: {TIP_CHANGE_NET[0]}")
     fitted_by_name: dict[str, Fitted] = {}
     for n, r in candidate_list:
         if r.start_from is not None and r.start_from not in fitted_by_name:
@@ -402,7 +450,12 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     extras: list[Fitted] = []
     if extra:
         tc = (train_all.columns(tuple(extra)), val_all.columns(tuple(extra)))
-        extras = [member(TIP_CHANGE_NET[0], tip_change_recipe, *tc)]
+        r = tip_change_recipe
+        if init_extra is not None:
+            r = replace(r, lr=r.lr * GO_ON_RATE)
+        extras = [
+            member(TIP_CHANGE_NET[0], r, *tc, init=init_extra, init_counts=init_extra is not None)
+        ]
     rw = member(RW[0], RW[1], train, val, short_seconds(RW_SECONDS, budget.member_seconds))
     t0 = time.monotonic()
     n_forest = min(len(train), 4000)
@@ -429,6 +482,14 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         log(
             f"vote: the weighted mean, not stacked: {len(stack_all)} validation scans, "
             f"fewer than {MIN_FOLDER_FRAMES} to fit it on"
+        )
+    elif (
+        vote.stacked and vote.hidden and cfg.data is not None and len(stack_all) < MIN_HIDDEN_FRAMES
+    ):
+        vote = replace(vote, hidden=False)
+        log(
+            f"vote: stacked on the members' logits only: {len(stack_all)} validation scans, "
+            f"fewer than {MIN_HIDDEN_FRAMES} to weigh their hidden features on"
         )
     t0 = time.monotonic()
     fused = fuse(
@@ -497,7 +558,13 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
             "sha256": plan.member.sha256,
             "candidates": plan.roots,
             "lr_fraction": GO_ON_RATE,
+            "extra": None
+            if plan.extra is None
+            else {"member": plan.extra.name, "sha256": plan.extra.sha256},
+            "training": plan.parent,
         },
+        # the budget flags given to tipd train; the rest is default_budget's for the device
+        "flags": flags_of(cfg),
         "augmentation_rotate": rotate,
         "seconds": round(seconds, 1),
         "timings": timings,

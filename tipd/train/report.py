@@ -194,6 +194,19 @@ def write_report(
     how += ", each net seeing the frame as scanned and mirrored" if vote.get("mirror") else ""
     if "revote" in t:
         how += f"; built again by `tipd revote` ({t['revote']['seconds']:.0f} s)"
+    trained = f"{t.get('seconds', 0):.0f} s on {t.get('device', '?')} ({t.get('machine', '?')})"
+    init = t.get("init_from") or {}
+    if init:
+        parent = init.get("training") or {}
+        trained += (
+            f", going on from `{init['model']}`'s {init['member']}"
+            + (f" and {init['extra']['member']}" if init.get("extra") else "")
+            + (
+                f" (themselves trained in {parent['seconds']:.0f} s on {parent.get('device', '?')})"
+                if "seconds" in parent
+                else ""
+            )
+        )
     rows = "\n".join(
         f"| {n} | {manifest.thresholds[n]:.2f} | {'—' if thr.get(n) is None else f'{thr[n]:.3f}'} |"
         for n in manifest.labels
@@ -204,7 +217,7 @@ def write_report(
 Held-out test frames: {test.source} ({len(test)} frames, seeds never used in training).
 Members: {members}.
 Vote: {how}.
-Trained in {t.get("seconds", 0):.0f} s on {t.get("device", "?")} ({t.get("machine", "?")});
+Trained in {trained};
 ONNX Runtime vs torch max |Δ| = {diff:.1e}.
 
 ## Table I (this data)

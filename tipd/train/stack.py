@@ -12,7 +12,12 @@ sharp-tip label). On the shipped Cu(111) members, held-out frames (seed 3): bala
 0.881 → 0.910, macro precision 0.891 → 0.911, mean AUROC 0.966 → 0.970 (``bench/vote.py``).
 
 The features are the members' logits (the nets' outputs before the sigmoid), clipped to
-±:data:`CAP`; the regression is L2-penalised (``C``) and fitted with scikit-learn. The fused
+±:data:`CAP`, and (the default since session 7) the hidden features each member's last layer
+reads (:func:`tipd.train.nets.split_head`: 64 a net at width 0.25). A net's logits are one
+linear read-out of those features, trained with the net; the stacker fits another on frames
+the nets never saw, over all three nets' features at once. On the shipped Cu(111) nets
+(held-out seed 3, ``bench/vote.py``): mean AUROC 0.971 → 0.975, good/bad 0.979 → 0.981. The
+regression is L2-penalised (``C``) and fitted with scikit-learn. The fused
 graph computes ``sigmoid(features @ coef + intercept)`` (:class:`tipd.train.export.Fused`);
 :func:`stacked` is the same in numpy. Logits, not ``logit(sigmoid(·))``: near 0 and 1 a
 confidence has lost the digits its logit needs (ONNX Runtime and torch, 1e-6 apart in
@@ -34,32 +39,59 @@ CAP = 13.8
 #: stacked vote is fitted on; with fewer, the weighted mean votes. 6 labels × 3 members is 18
 #: weights a label, and a folder of a few hundred scans leaves a few dozen of each class there.
 MIN_FOLDER_FRAMES = 500
+#: fewest such frames for the stack to read the members' hidden features as well as their
+#: logits: three width-0.25 nets give 192 of them, some 200 weights a label; with fewer frames
+#: it reads the logits only
+MIN_HIDDEN_FRAMES = 3000
 
 
 @dataclass(frozen=True)
 class Stack:
-    """``coef`` ``(M·K, K)`` and ``intercept`` ``(K,)`` of the stacked vote over ``M``
-    members' confidences in ``K`` labels (feature ``m·K + k``: member ``m``, label ``k``)."""
+    """``coef`` ``(M·K + H, K)`` and ``intercept`` ``(K,)`` of the stacked vote over ``M``
+    members' logits in ``K`` labels (feature ``m·K + k``: member ``m``, label ``k``) and, when
+    ``n_hidden`` ``H`` > 0, the members' ``H`` hidden features after them (see
+    :func:`features`)."""
 
     coef: np.ndarray
     intercept: np.ndarray
+    n_hidden: int = 0
 
 
-def features(member_logits: np.ndarray) -> np.ndarray:
-    """The stacker's input ``(N, M·K)`` from member logits ``(M, N, K)``."""
+def features(member_logits: np.ndarray, hidden: np.ndarray | None = None) -> np.ndarray:
+    """The stacker's input ``(N, M·K [+ H])`` from member logits ``(M, N, K)``, clipped to
+    ±:data:`CAP`, and optionally the members' hidden features ``(N, H)`` (member after
+    member: what each net's last layer reads; see :func:`tipd.train.nets.split_head`)."""
     m, n, k = member_logits.shape
     z = np.clip(np.asarray(member_logits, dtype=np.float64), -CAP, CAP)
     out: np.ndarray = z.transpose(1, 0, 2).reshape(n, m * k)
+    if hidden is not None:
+        out = np.concatenate([out, np.asarray(hidden, dtype=np.float64)], axis=1)
     return out
 
 
-def fit_stack(truth: np.ndarray, member_logits: np.ndarray, c: float = STACK_C) -> Stack:
+def fit_stack(
+    truth: np.ndarray,
+    member_logits: np.ndarray,
+    c: float = STACK_C,
+    hidden: np.ndarray | None = None,
+) -> Stack:
     """The stacked vote fitted to ``truth`` ``(N, K)`` (0/1) from ``member_logits``
-    ``(M, N, K)``. A label that is always or never on gets no weights and the intercept of
-    its frequency (clipped to [0.001, 0.999]): there is nothing to learn from."""
+    ``(M, N, K)`` and, if given, the members' ``hidden`` features ``(N, H)``. The hidden
+    features are standardised for the fit (so that one penalty suits features of any scale)
+    and the scaling is folded into ``coef`` and ``intercept``: the stack takes them as they
+    come. A label that is always or never on gets no weights and the intercept of its
+    frequency (clipped to [0.001, 0.999]): there is nothing to learn from."""
     from sklearn.linear_model import LogisticRegression
 
-    x = features(member_logits)
+    x = features(member_logits, hidden)
+    n_logits = x.shape[1] - (0 if hidden is None else hidden.shape[1])
+    centre, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    if hidden is not None:
+        h = x[:, n_logits:]
+        centre[n_logits:] = h.mean(axis=0)
+        sd = h.std(axis=0)
+        scale[n_logits:] = np.where(sd > 1e-6, sd, 1.0)  # a feature that never moves: as is
+    x = (x - centre) / scale
     k = truth.shape[1]
     coef = np.zeros((x.shape[1], k))
     intercept = np.zeros(k)
@@ -70,13 +102,21 @@ def fit_stack(truth: np.ndarray, member_logits: np.ndarray, c: float = STACK_C) 
             intercept[j] = np.log(f / (1 - f))
             continue
         reg = LogisticRegression(C=c, max_iter=5000).fit(x, y)
-        coef[:, j] = reg.coef_[0]
-        intercept[j] = reg.intercept_[0]
-    return Stack(coef, intercept)
+        coef[:, j] = reg.coef_[0] / scale
+        intercept[j] = reg.intercept_[0] - float((coef[:, j] * centre).sum())
+    return Stack(coef, intercept, x.shape[1] - n_logits)
 
 
-def stacked(stack: Stack, member_logits: np.ndarray) -> np.ndarray:
-    """The stacked vote ``(N, K)`` in [0, 1] of member logits ``(M, N, K)``."""
-    z = features(member_logits) @ stack.coef + stack.intercept
+def stacked(
+    stack: Stack, member_logits: np.ndarray, hidden: np.ndarray | None = None
+) -> np.ndarray:
+    """The stacked vote ``(N, K)`` in [0, 1] of member logits ``(M, N, K)`` and, for a stack
+    with ``n_hidden`` > 0, the members' ``hidden`` features ``(N, H)``."""
+    if (hidden is None) != (stack.n_hidden == 0) or (
+        hidden is not None and hidden.shape[1] != stack.n_hidden
+    ):
+        got = 0 if hidden is None else hidden.shape[1]
+        raise ValueError(f"the stack reads {stack.n_hidden} hidden features, got {got}")
+    z = features(member_logits, hidden) @ stack.coef + stack.intercept
     out: np.ndarray = 1 / (1 + np.exp(-z))
     return out
