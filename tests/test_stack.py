@@ -118,3 +118,20 @@ def test_the_fused_graph_computes_the_stacked_vote(
         np.testing.assert_allclose(voted_mirrored, voted, atol=1e-5)
     else:
         assert np.abs(voted_mirrored - voted).max() > 1e-3
+
+
+@pytest.mark.parametrize("family", ["squeeze", "vgg_bn", "vgg", "rw"])
+def test_every_family_is_its_last_layer_reading_its_hidden_features(family: str) -> None:
+    torch = pytest.importorskip("torch")
+    from tipd.train.nets import build, split_head
+
+    torch.manual_seed(0)
+    net = build(family, 5, 0.0625).eval()
+    body, last = split_head(net)
+    x = torch.randn(3, 1, 128, 128)
+    with torch.no_grad():
+        hidden = body(x)
+        assert hidden.shape == (3, last.in_features)
+        assert torch.equal(last(hidden), net(x))
+    with pytest.raises(TypeError, match="no hidden features known for Conv2d"):
+        split_head(torch.nn.Conv2d(1, 1, 3))

@@ -159,8 +159,8 @@ def macs(model: nn.Module, size: int = 128, in_channels: int = 1) -> int:
 def split_head(net: nn.Module) -> tuple[nn.Module, nn.Linear]:
     """``(body, last)`` with ``net(x) == last(body(x))``: ``body`` gives the hidden features
     ``(N, H)`` that the net's last (linear) layer reads, ``last`` is that layer. Works for
-    every family here and for any ``nn.Sequential`` ending in ``nn.Linear``; ``TypeError``
-    otherwise. The modules are shared with ``net``, not copied."""
+    every family here, for any ``nn.Sequential`` ending in ``nn.Linear`` and for a bare
+    ``nn.Linear``; ``TypeError`` otherwise. The modules are shared with ``net``, not copied."""
     if isinstance(net, SqueezeLike | VGGLike):
         head = list(net.head)
         body: nn.Module = nn.Sequential(net.features, *head[:-1])
@@ -169,6 +169,8 @@ def split_head(net: nn.Module) -> tuple[nn.Module, nn.Linear]:
         body, last = net.net[:-1], net.net[-1]
     elif isinstance(net, nn.Sequential):
         body, last = net[:-1], net[-1]
+    elif isinstance(net, nn.Linear):  # a linear read-out alone: its input is its feature
+        body, last = nn.Identity(), net
     else:
         raise TypeError(f"no hidden features known for {type(net).__name__}")
     if not isinstance(last, nn.Linear):

@@ -101,7 +101,9 @@ def fit_stack(
             f = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
             intercept[j] = np.log(f / (1 - f))
             continue
-        reg = LogisticRegression(C=c, max_iter=5000).fit(x, y)
+        # Newton steps on a few hundred features: the exact optimum in ~10 iterations, where
+        # L-BFGS took 30 s for six labels and stopped short of it
+        reg = LogisticRegression(C=c, solver="newton-cholesky", max_iter=100).fit(x, y)
         coef[:, j] = reg.coef_[0] / scale
         intercept[j] = reg.intercept_[0] - float((coef[:, j] * centre).sum())
     return Stack(coef, intercept, x.shape[1] - n_logits)
