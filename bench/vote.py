@@ -3,8 +3,9 @@
     .venv/bin/python bench/vote.py [--model cu111] [--n-stack 6000] [--workers 2]
 
 Reads the model's member files (``members/*.onnx``) back into torch
-(:func:`tipd.train.onnx_weights.load_member`, exact in eval mode) and runs each net on the
-frame and on its left-right mirror, then votes three ways, each on one view and on both
+(:func:`tipd.train.onnx_weights.load_member`, exact in eval mode) and reads their logits and
+hidden features as the fused graph does (:func:`tipd.train.fuse.member_views`), on the frame
+alone and averaged with its left-right mirror, then votes three ways, each on one view and on both
 (``--no-mirror`` and the default of ``tipd train``): the weighted mean of the members'
 confidences (the manifest's ``vote_weight``; the vote before the stacked one), the stacked vote
 on the members' logits (:mod:`tipd.train.stack`, ``--logits-only``), and the stacked vote on
@@ -23,45 +24,12 @@ import torch
 
 from tipd.models import find, load_manifest
 from tipd.train.data import Dataset, synthetic
-from tipd.train.nets import split_head
+from tipd.train.export import Fused
+from tipd.train.fuse import member_views
 from tipd.train.onnx_weights import load_member
 from tipd.train.report import evaluate_all
 from tipd.train.revote import synth_seeds
 from tipd.train.stack import fit_stack, stacked
-
-
-def hidden_views(nets: list[torch.nn.Module], x: np.ndarray) -> list[tuple[np.ndarray, ...]]:
-    """Per net, its hidden features ``(N, H)`` on ``x`` and on ``x`` mirrored left to right."""
-    out = []
-    with torch.no_grad():
-        for net in nets:
-            body, _ = split_head(net.eval())
-            parts = []
-            for view in (x, x[..., ::-1]):
-                parts.append(
-                    np.concatenate(
-                        [
-                            body(torch.from_numpy(np.ascontiguousarray(view[a : a + 256]))).numpy()
-                            for a in range(0, len(view), 256)
-                        ]
-                    )
-                )
-            out.append(tuple(parts))
-    return out
-
-
-def logits_and_hidden(
-    nets: list[torch.nn.Module], views: list[tuple[np.ndarray, ...]], mirror: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(M, N, K)`` logits and ``(N, H)`` hidden features, mirror-averaged if ``mirror``."""
-    hs, zs = [], []
-    with torch.no_grad():
-        for net, (plain, flipped) in zip(nets, views, strict=True):
-            h = (plain + flipped) / 2 if mirror else plain
-            _, last = split_head(net)
-            hs.append(h)
-            zs.append(last(torch.from_numpy(h)).numpy())
-    return np.stack(zs), np.concatenate(hs, axis=1)
 
 
 def main() -> None:
@@ -93,11 +61,10 @@ def main() -> None:
     nets = [
         load_member(folder / e.file, e.family, len(classes), e.width, calibration) for e in voting
     ]
-    views = {k: hidden_views(nets, ds.x.astype(np.float32)) for k, ds in sets.items()}
     desirable = [m.classes.index(d) for d in m.desirable]
     print(
         f"{m.name}: {len(voting)} voting nets; stacked votes fitted on "
-        f"{sets['stack'].source}; {time.monotonic() - started:.0f} s of frames and inference\n"
+        f"{sets['stack'].source}; {time.monotonic() - started:.0f} s of frames\n"
     )
     tests = [k for k in sets if k != "stack"]
     print(
@@ -107,7 +74,8 @@ def main() -> None:
     )
     print("|---" * (len(tests) + 1) + "|")
     for mirror in (False, True):
-        feats = {k: logits_and_hidden(nets, v, mirror) for k, v in views.items()}
+        graph = Fused(nets, [], np.full(len(classes), 0.5), mirror=mirror)  # as the graph sees
+        feats = {k: member_views(graph, ds.x) for k, ds in sets.items()}
         z, h = feats["stack"]
         on_logits = fit_stack(sets["stack"].y, z)
         on_hidden = fit_stack(sets["stack"].y, z, hidden=h)

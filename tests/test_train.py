@@ -334,10 +334,10 @@ def test_tipd_train_runs_the_recipe_each_shipped_model_records() -> None:
     same width, frames, time caps and patience; and so did the run it went on from, if any."""
     from tipd.models import models_root
     from tipd.train.fuse import DEFAULT_VOTE
-    from tipd.train.pipeline import TrainConfig, budget_for, candidates_for
+    from tipd.train.pipeline import Budget, TrainConfig, budget_for, candidates_for
     from tipd.train.revote import synth_source
 
-    def pin_budget(surface: str, training: dict[str, Any]) -> None:
+    def pin_budget(surface: str, training: dict[str, Any]) -> Budget:
         device = torch.device("cpu" if training["device"] == "cpu" else "cuda")
         flags = training.get("flags", {})
         budget = budget_for(TrainConfig(surface=surface, out=Path("x"), **flags), device)
@@ -348,15 +348,12 @@ def test_tipd_train_runs_the_recipe_each_shipped_model_records() -> None:
         parent = (training.get("init_from") or {}).get("training")
         if parent is not None:
             pin_budget(surface, parent)
+        return budget
 
     n_stack = TrainConfig(surface="au111", out=Path("x")).n_stack
     for surface in ("au111", "cu111", "hsi100", "generic"):
         training = load_manifest(models_root() / surface, verify=False).training
-        pin_budget(surface, training)
-        device = torch.device("cpu" if training["device"] == "cpu" else "cuda")
-        budget = budget_for(
-            TrainConfig(surface=surface, out=Path("x"), **training.get("flags", {})), device
-        )
+        budget = pin_budget(surface, training)
         vote = training["vote"]  # built by tipd revote, as tipd train builds it now
         assert vote["method"] == ("stacked" if DEFAULT_VOTE.stacked else "weighted_mean"), surface
         assert (vote["mirror"], vote["c"]) == (DEFAULT_VOTE.mirror, DEFAULT_VOTE.c), surface

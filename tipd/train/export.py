@@ -88,10 +88,6 @@ class Fused(nn.Module):
         views = [self._views(m, x) for m in self.members]
         return torch.stack([z for _, z in views], dim=1), torch.cat([h for h, _ in views], dim=1)
 
-    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The members' logits ``(N, M, K)``."""
-        return self.member_views(x)[0]
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits, hidden = self.member_views(x)
         member = torch.sigmoid(logits)  # (N, M, K)
