@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tipd.train.metrics import auroc, mean_auroc
-from tipd.train.stack import CAP, Stack, features, fit_stack, stacked
+from tipd.train.stack import CAP, Stack, feature_scale, features, fit_stack, stacked
 
 
 def test_the_stacked_vote_hears_what_another_label_says() -> None:
@@ -49,6 +49,29 @@ def test_the_stacked_vote_weighs_hidden_features_on_any_scale() -> None:
     for wrong in (None, hidden[1000:, :4]):
         with pytest.raises(ValueError, match="reads 5 hidden features"):
             stacked(deep, logits[:, 1000:], wrong)
+
+
+def test_a_hidden_feature_that_barely_moves_gets_no_weight_that_amplifies_rounding() -> None:
+    """A unit that barely fires (spread 1e-5 around 5, with a trace of the label in it) next
+    to ordinary ones: divided by its own spread its weight would be ~1e5, and float32 rounding
+    of it (ONNX Runtime against torch) would move the vote by ~0.01. It is standardised by at
+    least a hundredth of its size, so rounding moves the vote by less than 1e-5."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    truth = (rng.random((n, 1)) < 0.5).astype(float)
+    logits = rng.normal(0, 1, (1, n, 1)) + 1.5 * truth[None]
+    hidden = rng.normal(0, 1, (n, 4))
+    hidden[:, 0] += truth[:, 0]
+    hidden[:, 3] = 5 + 1e-5 * (rng.normal(0, 1, n) + 2 * truth[:, 0])
+    stack = fit_stack(truth, logits, hidden=hidden)
+    assert np.abs(stack.coef).max() < 1e3
+    rounded = hidden.astype(np.float32).astype(np.float64)
+    assert np.abs(stacked(stack, logits, rounded) - stacked(stack, logits, hidden)).max() < 1e-5
+    # features that move on the scale of their size keep their own spread, whatever it is;
+    # a feature that is always 0 is taken as it is
+    h = np.array([[0.0, 3e3, 5.0, 0.0], [0.0, -3e3, 5.0, 0.0], [1e-4, 3e3, 5.0, 0.0]])
+    sd = h.std(axis=0)
+    np.testing.assert_allclose(feature_scale(h), [sd[0], sd[1], 0.05, 1.0])
 
 
 def test_a_label_never_on_gets_no_weights_and_saturated_logits_are_capped() -> None:

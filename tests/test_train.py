@@ -23,16 +23,22 @@ from tipd.train.nets import build, macs  # noqa: E402
 def test_manifest_lists_verified_files_and_the_onnx_check(tiny_model: Path) -> None:
     m = load_manifest(tiny_model)
     assert m.surface == "hsi100" and m.classes == ["atoms", "dimers", "rows", "generic_defect"]
-    left_out = m.training["left_out_with_vote_weight_0"]
-    # the best 3 candidates, less any with vote weight 0, then the tip-change net
-    assert m.extra == ["tip_change"] and len(m.members) + len(left_out) == 4
+    # the best 3 candidates, all kept under the stacked vote (whatever their weight in the
+    # weighted mean), then the tip-change net
+    assert m.training["vote"]["method"] == "stacked"
+    assert m.extra == ["tip_change"] and len(m.members) == 4
+    assert m.training["left_out_with_vote_weight_0"] == []
     assert m.members[-1].name == "tip_change_net" and m.members[-1].vote_weight is None
-    assert all((e.vote_weight or 0) > 0 for e in m.members[:-1])
+    weights = [e.vote_weight for e in m.members[:-1]]
+    assert all(w is not None and w >= 0 for w in weights) and sum(weights) == pytest.approx(1)
     assert m.training["onnx_vs_torch_max_abs_diff"] < 1e-4
     assert set(m.thresholds) == set(m.labels)
     assert "Ensemble" in m.metrics["table"] and "RFC" in m.metrics["table"]
-    assert (tiny_model.parent / "reports" / "hsi100.md").is_file()
     assert (tiny_model.parent / "reports" / "hsi100-roc-pr.png").is_file()
+    # the report says what the stacked vote reads
+    assert m.training["vote"]["features"] == "logits+hidden"
+    text = (tiny_model.parent / "reports" / "hsi100.md").read_text()
+    assert "over every member's logits and hidden features, fitted on" in text
 
 
 def test_runtime_votes_are_the_stacked_vote_the_manifest_records(tiny_model: Path) -> None:
@@ -197,6 +203,15 @@ def test_evaluate_any_ensemble_on_a_labelled_folder(tiny_model: Path, tmp_path: 
     assert (tmp_path / "reports" / "tiny-labelled-confusion.png").is_file()
 
 
+def test_members_of_weight_0_are_left_out_of_the_weighted_mean_only() -> None:
+    from tipd.train.pipeline import kept_members
+
+    weights = np.array([0.75, 0.0, 0.25])
+    assert kept_members(weights, stacked=False).tolist() == [True, False, True]
+    assert kept_members(weights, stacked=True).tolist() == [True, True, True]
+    assert kept_members(np.array([1.0]), stacked=False).tolist() == [True]
+
+
 def test_a_few_labelled_scans_vote_with_the_weighted_mean(tmp_path: Path) -> None:
     """``tipd train --data``: the stacked vote would be fitted on the folder's validation split,
     here a handful of scans, so the weighted mean votes instead, and the manifest says so."""
@@ -215,6 +230,9 @@ def test_a_few_labelled_scans_vote_with_the_weighted_mean(tmp_path: Path) -> Non
     out = Ensemble(tmp_path / "lab-model").run(np.zeros((2, 1, 128, 128), dtype=np.float32))
     voting = np.array([m.vote_weight for m in manifest.members if m.vote_weight is not None])
     np.testing.assert_allclose(out.voted[:, :4], (voting / voting.sum()) @ out.members, atol=1e-4)
+    # under the weighted mean a member of weight 0 would change nothing: it is left out
+    left_out = manifest.training["left_out_with_vote_weight_0"]
+    assert (voting > 0).all() and len(voting) + len(left_out) == 3
 
 
 def test_a_few_thousand_labelled_scans_stack_on_the_logits_only(
@@ -236,6 +254,8 @@ def test_a_few_thousand_labelled_scans_stack_on_the_logits_only(
     assert vote["method"] == "stacked" and vote["features"] == "logits" and vote["n_hidden"] == 0
     assert np.array(vote["coef"]).shape == (4 * len(manifest.members[:-1]), 4)
     assert any("logits only" in line and "fewer than 3000" in line for line in logs)
+    report = (tmp_path / "reports" / "hsi100.md").read_text()
+    assert "over every member's logits, fitted on" in report
 
 
 def test_learning_rate_decays_with_whichever_limit_comes_first() -> None:

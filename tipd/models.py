@@ -7,10 +7,11 @@ A model folder (``models/<name>/``) holds::
                       outputs ``members`` (N, M, K), ``voted`` (N, L), ``votes`` (N, L)
     members/*.onnx    each member alone (for inspection and re-use)
 
-``voted`` is the stacked vote (a logistic regression per label over every member's logits,
-``training.vote`` in the manifest) or, in models without one, the weighted mean of the members'
-sigmoid confidences per label (each member's ``vote_weight``); ``votes`` the weighted share of
-members at or above the label's threshold (majority vote when ≥ 0.5). Where
+``voted`` is the stacked vote (a logistic regression per label over every member's logits
+and, where ``training.vote.features`` is ``logits+hidden``, the hidden features its last linear
+layer reads; ``training.vote`` in the manifest) or, in models without one, the weighted mean
+of the members' sigmoid confidences per label (each member's ``vote_weight``); ``votes`` the
+weighted share of members at or above the label's threshold (majority vote when ≥ 0.5). Where
 ``training.vote.mirror`` is true every net also sees the frame mirrored left to right and its
 logits are the mean of the two. Labels are the K ensemble classes followed by any extra labels
 (the H:Si tip-change net).

@@ -185,9 +185,13 @@ def write_report(
     )
     diff = t.get("onnx_vs_torch_max_abs_diff", float("nan"))
     vote = t.get("vote") or {"method": "weighted_mean", "mirror": False}
+    reads = (
+        "every member's logits and hidden features"
+        if vote.get("features") == "logits+hidden"
+        else "every member's logits"
+    )
     how = (
-        f"stacked (a logistic regression per label over every member's logits, fitted on "
-        f"{vote['frames']})"
+        f"stacked (a logistic regression per label over {reads}, fitted on {vote['frames']})"
         if vote["method"] == "stacked"
         else "the weighted mean of the members' confidences"
     )

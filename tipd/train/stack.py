@@ -69,6 +69,31 @@ def features(member_logits: np.ndarray, hidden: np.ndarray | None = None) -> np.
     return out
 
 
+#: a hidden feature is standardised by its spread, but by no less than this fraction of its
+#: root mean square (see :func:`feature_scale`)
+SPREAD_FLOOR = 0.01
+
+
+def feature_scale(hidden: np.ndarray) -> np.ndarray:
+    """What each hidden feature is divided by for the fit, from the features ``(N, H)``: its
+    spread (standard deviation over the frames), but at least :data:`SPREAD_FLOOR` × its root
+    mean square (1 for a feature that is always 0).
+
+    The scaling is folded into the weights, so a feature divided by its own spread gets a
+    weight of about 1/spread, and the rounding of the feature (float32 in ONNX Runtime and
+    torch, less on a GPU in TF32) is proportional to its size. A feature that sits at an
+    offset and barely moves (spread ≪ size) would turn that rounding into visible changes
+    of the vote: a barely trained net's gave weights of 7,000 and moved the vote by 1e-4
+    between ONNX Runtime and torch. The floor treats its movement as the small thing it is,
+    and the penalty keeps its weight in proportion. For a feature that moves on the scale
+    of its size (most units, and ones that are 0 on most frames) it changes nothing."""
+    h = np.asarray(hidden, dtype=np.float64)
+    sd = h.std(axis=0)
+    rms = np.sqrt((h**2).mean(axis=0))
+    out: np.ndarray = np.where(rms > 0, np.maximum(sd, SPREAD_FLOOR * rms), 1.0)
+    return out
+
+
 def fit_stack(
     truth: np.ndarray,
     member_logits: np.ndarray,
@@ -89,8 +114,7 @@ def fit_stack(
     if hidden is not None:
         h = x[:, n_logits:]
         centre[n_logits:] = h.mean(axis=0)
-        sd = h.std(axis=0)
-        scale[n_logits:] = np.where(sd > 1e-6, sd, 1.0)  # a feature that never moves: as is
+        scale[n_logits:] = feature_scale(h)
     x = (x - centre) / scale
     k = truth.shape[1]
     coef = np.zeros((x.shape[1], k))
