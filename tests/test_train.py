@@ -424,3 +424,41 @@ def test_going_on_from_a_finished_net_keeps_it_unless_an_epoch_beats_it() -> Non
     for (name, p), q in zip(kept.model.named_parameters(), base.model.parameters(), strict=True):
         assert torch.equal(p, q), name
     assert moved.val_mean_auroc < base.val_mean_auroc
+
+
+def test_the_autocorrelation_plane_is_computed_again_from_the_augmented_heights() -> None:
+    """Training moves the heights (flips, pan, zoom, noise) and takes the autocorrelation of
+    what it moved, as the daemon takes it of the frame it sees; the torch autocorrelation is
+    :func:`tipd.preprocess.autocorrelation`."""
+    from tipd.preprocess import autocorrelation as ac_numpy
+    from tipd.train.data import augment, autocorrelation, synthetic
+
+    channels = ("height", "autocorrelation")
+    ds = synthetic("au111", 6, seed=5, size=64, workers=1, channels=channels)
+    assert ds.channels == channels and ds.x.shape == (6, 2, 64, 64)
+    assert ds.subset(np.arange(3)).channels == channels
+    assert ds.columns(("double_tip",)).channels == channels
+    x = torch.from_numpy(ds.x.astype(np.float32))
+    u = x[:, 0].numpy()
+    want = np.stack([ac_numpy(v) for v in u] + [ac_numpy(np.zeros_like(u[0]))])
+    got = autocorrelation(torch.cat([x[:, 0], torch.zeros(1, 64, 64)])).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    gen, none = torch.Generator().manual_seed(0), torch.zeros(6, dtype=torch.bool)
+    out = augment(x, none, gen, False, channels=channels)
+    assert out.shape == x.shape and not torch.allclose(out[:, 0], x[:, 0], atol=1e-2)
+    recomputed = np.stack([ac_numpy(v) for v in out[:, 0].numpy()])
+    np.testing.assert_allclose(out[:, 1].numpy(), recomputed, atol=1e-4)
+    # the order of the planes is the model's
+    swapped = augment(x.flip(1), none, gen, False, channels=channels[::-1])
+    recomputed = np.stack([ac_numpy(v) for v in swapped[:, 1].numpy()])
+    np.testing.assert_allclose(swapped[:, 0].numpy(), recomputed, atol=1e-4)
+    with pytest.raises(ValueError, match="recomputed from the heights"):
+        augment(x[:, 1:], none, gen, False, channels=channels[1:])
+    with pytest.raises(ValueError, match="a batch of 2 planes"):
+        augment(x, none, gen, False)
+    # and a net trains on such planes
+    from tipd.train.fit import Recipe, fit, predict
+
+    recipe = Recipe(family="vgg_bn", width=0.0625, epochs=1, batch=2, max_seconds=30)
+    fitted = fit("two_planes", recipe, ds, ds, log=lambda _: None)
+    assert predict(fitted.model, ds.x).shape == (6, len(ds.labels))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,24 +36,26 @@ SEED_OFFSETS = {"train": 1, "validation": 2, "test": 3, "stack": 4}
 
 @dataclass
 class Dataset:
-    """Preprocessed frames with their truth; ``labels`` names the columns of ``y``."""
+    """Preprocessed frames with their truth; ``labels`` names the columns of ``y``,
+    ``channels`` the planes of ``x`` (see :func:`tipd.preprocess.model_input`)."""
 
     x: np.ndarray
     y: np.ndarray
     primary: np.ndarray
     labels: tuple[str, ...]
     source: str
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
 
     def __len__(self) -> int:
         return len(self.x)
 
     def subset(self, index: np.ndarray) -> Dataset:
-        return Dataset(self.x[index], self.y[index], self.primary[index], self.labels, self.source)
+        return replace(self, x=self.x[index], y=self.y[index], primary=self.primary[index])
 
     def columns(self, names: tuple[str, ...]) -> Dataset:
         """The same frames with only the label columns ``names`` (e.g. the H:Si 4 classes)."""
         idx = [self.labels.index(n) for n in names]
-        return Dataset(self.x, self.y[:, idx], self.primary, names, self.source)
+        return replace(self, y=self.y[:, idx], labels=names)
 
 
 def _render_chunk(
@@ -95,6 +97,7 @@ def synthetic(
         primary=np.concatenate([p[2] for p in parts]).astype(np.int64),
         labels=tax.labels,
         source=f"tipd synth {surface} seed {seed} frames 0..{n - 1}",
+        channels=channels,
     )
 
 
@@ -118,6 +121,7 @@ def from_shards(
         np.concatenate(ps).astype(np.int64),
         tuple(manifest["labels"]),
         str(directory),
+        channels,
     )
 
 
@@ -157,7 +161,7 @@ def from_folder(
     primary = np.array(ps, dtype=np.int64)
     y = np.zeros((len(ps), len(classes)), dtype=np.float32)
     y[np.arange(len(ps)), primary] = 1
-    return Dataset(np.stack(xs), y, primary, classes, str(directory))
+    return Dataset(np.stack(xs), y, primary, classes, str(directory), channels)
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:
@@ -169,16 +173,34 @@ def class_weights(y: np.ndarray) -> np.ndarray:
     return out
 
 
+def autocorrelation(u: torch.Tensor) -> torch.Tensor:
+    """:func:`tipd.preprocess.autocorrelation` of a batch of model inputs ``(N, S, S)``, in
+    torch (on the batch's device), shape ``(N, S, S)``."""
+    s = u.shape[-1]
+    a = u - u.mean(dim=(1, 2), keepdim=True)
+    power = torch.fft.rfft2(a, s=(2 * s, 2 * s)).abs() ** 2
+    ac = torch.fft.fftshift(torch.fft.irfft2(power, s=(2 * s, 2 * s)), dim=(1, 2))
+    centre = ac[:, s, s][:, None, None]
+    ac = ac[:, s // 2 : s // 2 + s, s // 2 : s // 2 + s] / torch.where(centre > 0, centre, 1.0)
+    out: torch.Tensor = torch.where(centre > 0, torch.sign(ac) * torch.sqrt(ac.abs()), 0.0)
+    return out
+
+
 def augment(
     x: torch.Tensor,
     flips_only: torch.Tensor,
     generator: torch.Generator,
     rotate: bool,
     noise: float = 0.08,
+    channels: tuple[str, ...] = DEFAULT_CHANNELS,
 ) -> torch.Tensor:
-    """The paper's augmentations on a batch ``(N, C, S, S)`` (every channel moved alike).
+    """The paper's augmentations on a batch ``(N, C, S, S)`` whose planes are ``channels``.
     Random numbers come from ``generator`` on its own device (keep it on the batch's device:
     a GPU batch then needs no host round trip).
+
+    The heights are augmented; an ``autocorrelation`` plane is computed again from the
+    augmented heights, as the daemon computes it from the frame it sees (moving it like an
+    image would pan its zero shift off the centre, which no frame's autocorrelation does).
 
     Every frame: random horizontal and vertical flips and Gaussian noise (σ up to ``noise``).
     Frames not marked ``flips_only`` (bool ``(N,)``, the tip-change frames) are also panned and
@@ -187,6 +209,16 @@ def augment(
     already draws the sample orientation over 0–360°, and rotating a flattened image would turn
     its horizontal scan artefacts in directions no scan produces.
     """
+    if x.shape[1] != len(channels):
+        raise ValueError(f"a batch of {x.shape[1]} planes, but channels {list(channels)}")
+    derived = [i for i, c in enumerate(channels) if c == "autocorrelation"]
+    if derived:
+        if "height" not in channels:
+            raise ValueError("the autocorrelation is recomputed from the heights: add 'height'")
+        h = channels.index("height")
+        heights = augment(x[:, h : h + 1], flips_only, generator, rotate, noise)
+        ac = autocorrelation(heights[:, 0])[:, None]
+        return torch.cat([heights if c == "height" else ac for c in channels], dim=1)
     n = x.shape[0]
     dev = x.device
 

@@ -174,7 +174,7 @@ def fit(
                 group["lr"] = lr
             step += 1
             idx = torch.from_numpy(np.sort(order[a : a + recipe.batch])).to(device)
-            xb = augment(xs[idx].float(), keep[idx], gen, recipe.rotate)
+            xb = augment(xs[idx].float(), keep[idx], gen, recipe.rotate, channels=train.channels)
             xb = xb.contiguous(memory_format=torch.channels_last)
             opt.zero_grad()
             loss = loss_fn(model(xb), ys[idx])
