@@ -211,8 +211,7 @@ def augment(
     """
     if x.shape[1] != len(channels):
         raise ValueError(f"a batch of {x.shape[1]} planes, but channels {list(channels)}")
-    derived = [i for i, c in enumerate(channels) if c == "autocorrelation"]
-    if derived:
+    if "autocorrelation" in channels:
         if "height" not in channels:
             raise ValueError("the autocorrelation is recomputed from the heights: add 'height'")
         h = channels.index("height")
