@@ -43,7 +43,7 @@ def mean_auroc(truth: np.ndarray, probs: np.ndarray) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
-def _single(ds: Dataset) -> np.ndarray:
+def single_label(ds: Dataset) -> np.ndarray:
     """Frames with exactly one of the multiclass columns true (the paper's multiclass set)."""
     k = ds.y.shape[1]
     out: np.ndarray = (ds.primary >= 0) & (ds.primary < k) & (ds.y.sum(axis=1) == 1)
@@ -59,7 +59,7 @@ def balanced_accuracy(ds: Dataset, probs: np.ndarray) -> float:
         if truth.all() or not truth.any():
             return float("nan")
         return float(((pred[truth]).mean() + (~pred[~truth]).mean()) / 2)
-    sel = _single(ds)
+    sel = single_label(ds)
     if not sel.any():
         return float("nan")
     truth, pred = ds.primary[sel], probs[sel].argmax(axis=1)
@@ -69,7 +69,7 @@ def balanced_accuracy(ds: Dataset, probs: np.ndarray) -> float:
 
 def macro_precision(ds: Dataset, probs: np.ndarray) -> float:
     """Mean over classes of the precision of the arg-max prediction, on single-label frames."""
-    sel = _single(ds)
+    sel = single_label(ds)
     truth, pred = ds.primary[sel], probs[sel].argmax(axis=1)
     values = [
         float((truth[pred == c] == c).mean()) for c in range(probs.shape[1]) if (pred == c).any()
@@ -107,7 +107,7 @@ def choose_thresholds(
 def confusion(ds: Dataset, probs: np.ndarray) -> np.ndarray:
     """Counts ``[true class, predicted class]`` of the arg-max on single-label frames."""
     k = probs.shape[1]
-    sel = _single(ds)
+    sel = single_label(ds)
     m = np.zeros((k, k), dtype=np.int64)
     for t, p in zip(ds.primary[sel], probs[sel].argmax(axis=1), strict=True):
         m[t, p] += 1
