@@ -10,9 +10,10 @@ import pytest
 from tipd.preprocess import flatten_lines
 from tipd.synth import generate
 from tipd.synth.artefacts import CORRUPTIONS, corrupt, feedback_response
+from tipd.synth.generic import random_rows
 from tipd.synth.geometry import ScanGrid
 from tipd.synth.imaging import image, image_with_change
-from tipd.synth.surfaces import Features, Sample, Steps, SurfaceParams, hsi_lattice
+from tipd.synth.surfaces import Features, Lattice, Sample, Steps, SurfaceParams, hsi_lattice
 from tipd.synth.tip import Apex, Tip
 from tipd.taxonomy import TAXONOMIES
 
@@ -240,3 +241,27 @@ def test_generic_frames_cover_every_class_on_varied_surfaces() -> None:
         spacings.add(round(f.params["a_nm"], 2))
         kinds.add(f.params["surface"])
     assert len(spacings) > 20 and kinds == {"lattice", "rows", "moire"}
+
+
+def test_generic_rows_are_ridges_a_sharp_tip_shows_and_a_blunt_one_loses() -> None:
+    a, sigma = 0.5, 0.1  # nm: ridges every 0.5 nm, σ 0.2 a, 0.06 nm high
+    rows = Lattice.rows(a, 0.06, lobe_nm=sigma)
+    grid = ScanGrid.regular((3.0, -2.0), (4.0, 4.0), (128, 128))
+
+    def across(blur_nm: float) -> np.ndarray:
+        z = rows.render(grid, 0.0, (0.0, 0.0), blur=blur_nm)
+        assert np.ptp(z, axis=0).max() < 1e-9  # ridges run along y: every line the same
+        return z[0]
+
+    line = across(0.0)
+    # a comb of Gaussians: peak − valley = h (1 − 2 exp(−(a/2)² / 2σ²)) ≈ 0.0547 nm
+    assert np.ptp(line) == pytest.approx(
+        0.06 * (1 - 2 * math.exp(-((a / 2) ** 2) / (2 * sigma**2))), rel=0.05
+    )
+    spectrum = np.abs(np.fft.rfft(line - line.mean()))
+    assert np.argmax(spectrum) == round(4.0 / a)  # 8 periods across 4 nm
+    sharp, blunt = np.ptp(across(0.05)), np.ptp(across(0.3))  # σ 0.1 a and 0.6 a tips
+    assert sharp > 0.5 * np.ptp(line) and blunt < 0.1 * sharp
+    for seed in range(5):  # and the generic model's rows surfaces are such ridges
+        drawn = random_rows(np.random.default_rng(seed), a).render(grid, 0.0, (0.0, 0.0), 0.0)
+        assert 0.03 < np.ptp(drawn) < 0.065

@@ -49,8 +49,9 @@ def random_lattice(rng: np.random.Generator, a: float) -> Lattice:
 
 
 def random_rows(rng: np.random.Generator, a: float) -> Lattice:
-    """1-D rows of period ``a``: a lattice with a very long second period."""
-    return Lattice.from_cell((a, 0.0), (0.0, 1000.0), [(0.0, 0.0, 0.06)], lobe_nm=0.25 * a, nmax=3)
+    """1-D rows of period ``a`` (nm), ridges 0.06 nm high of σ 0.12–0.3 ``a`` (as the lobes of
+    :func:`random_lattice`)."""
+    return Lattice.rows(a, 0.06, lobe_nm=float(rng.uniform(0.12, 0.3)) * a)
 
 
 def random_surface(

@@ -76,6 +76,25 @@ class Lattice:
         return cls(np.array(terms_G, dtype=float).reshape(-1, 2), np.array(terms_c, dtype=complex))
 
     @classmethod
+    def rows(cls, period_nm: float, height_nm: float, lobe_nm: float, nmax: int = 6) -> Lattice:
+        """1-D rows: Gaussian ridges of σ ``lobe_nm`` and height ``height_nm`` every
+        ``period_nm`` along the lattice's x axis, running along y.
+
+        The 1-D Fourier series of the comb, ``c_m = h √(2π) σ / a · exp(-σ² G_m² / 2)`` at
+        ``G_m = 2π m / a``. (A 2-D cell with a very long second period, as ``from_cell`` would
+        build it, divides every term by that period and truncates the ridges' length: its rows
+        are invisible.)"""
+        terms_G, terms_c = [], []
+        for m in range(1, nmax + 1):
+            g = 2 * math.pi * m / period_nm
+            c = height_nm * math.sqrt(2 * math.pi) * lobe_nm / period_nm
+            c *= math.exp(-(lobe_nm**2) * g**2 / 2)
+            if c > 1e-5:
+                terms_G.append((g, 0.0))
+                terms_c.append(c)
+        return cls(np.array(terms_G, dtype=float).reshape(-1, 2), np.array(terms_c, dtype=complex))
+
+    @classmethod
     def hexagonal(cls, spacing_nm: float, height_nm: float) -> Lattice:
         """Close-packed (111) lattice: first shell of cosines, peak-to-valley ≈ ``height_nm``."""
         k = 4 * math.pi / (math.sqrt(3) * spacing_nm)
