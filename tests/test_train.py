@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 
 from tipd.ensemble import Ensemble, decide  # noqa: E402
 from tipd.models import ModelError, load_manifest  # noqa: E402
+from tipd.synth.generate import GENERATOR  # noqa: E402
 from tipd.train.data import Dataset  # noqa: E402
 from tipd.train.metrics import auroc, balanced_accuracy, choose_thresholds  # noqa: E402
 from tipd.train.nets import build, macs  # noqa: E402
@@ -39,6 +40,10 @@ def test_manifest_lists_verified_files_and_the_onnx_check(tiny_model: Path) -> N
     assert m.training["vote"]["features"] == "logits+hidden"
     text = (tiny_model.parent / "reports" / "hsi100.md").read_text()
     assert "over every member's logits and hidden features, fitted on" in text
+    # which generator rendered the frames: training's and the held-out test's
+    assert m.training["generator"] == GENERATOR["hsi100"]
+    assert f"on frames of synthetic-frame generator {GENERATOR['hsi100']}" in text
+    assert f"Held-out test frames: {m.training['test']} of generator 1 (" in text
 
 
 def test_runtime_votes_are_the_stacked_vote_the_manifest_records(tiny_model: Path) -> None:
@@ -77,14 +82,16 @@ def test_runtime_votes_are_the_stacked_vote_the_manifest_records(tiny_model: Pat
 
 
 def test_revote_builds_the_vote_again_and_leaves_the_nets(
-    tiny_model: Path, tmp_path: Path, tipd_exe: list[str]
+    tiny_model: Path, tmp_path: Path, tipd_exe: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``tipd revote`` with the weighted mean, no mirror: the old vote, on the same members."""
+    """``tipd revote`` with the weighted mean, no mirror: the old vote, on the same members,
+    here after the generator changed since the model was trained."""
     from tipd.train.fuse import VoteSettings
     from tipd.train.revote import revote, synth_source
 
     out, reports = tmp_path / "weighted", tmp_path / "reports"
     before = load_manifest(tiny_model)
+    monkeypatch.setitem(GENERATOR, "hsi100", before.training["generator"] + 1)
     after = revote(
         tiny_model, out, reports, VoteSettings(stacked=False, mirror=False), 64, 1, lambda _: None
     )
@@ -93,8 +100,16 @@ def test_revote_builds_the_vote_again_and_leaves_the_nets(
     assert after.training["vote"]["method"] == "weighted_mean"
     assert after.training["vote"]["coef"] is None
     assert after.training["revote"]["by"] == "tipd revote"
+    assert after.training["revote"]["generator"] == before.training["generator"] + 1
     assert after.metrics["table"]["RFC"] == before.metrics["table"]["RFC"]  # not re-measured
-    assert "built again by `tipd revote`" in (reports / "hsi100.md").read_text()
+    text = (reports / "hsi100.md").read_text()
+    assert "built again by `tipd revote`" in text
+    # the report says which of Table I's columns are on the earlier generator's frames
+    old, new = before.training["generator"], before.training["generator"] + 1
+    assert (
+        f"VGG (batch norm), RW, RFC, Random: measured when the model was trained, "
+        f"on the frames of generator {old}; this report's Ensemble on those of generator {new}."
+    ) in text.replace("\n", " ")
     ens = Ensemble(out)
     x = np.random.default_rng(3).uniform(-1, 1, (4, 1, 128, 128)).astype(np.float32)
     run = ens.run(x)
@@ -227,6 +242,7 @@ def test_a_few_labelled_scans_vote_with_the_weighted_mean(tmp_path: Path) -> Non
     assert vote["method"] == "weighted_mean" and vote["frames"] is None and vote["mirror"]
     assert any("fewer than 500" in line for line in logs)
     assert manifest.training["data"] == str(data) and manifest.training["n_train"] < 32
+    assert manifest.training["generator"] is None  # a lab's scans: no generator
     out = Ensemble(tmp_path / "lab-model").run(np.zeros((2, 1, 128, 128), dtype=np.float32))
     voting = np.array([m.vote_weight for m in manifest.members if m.vote_weight is not None])
     np.testing.assert_allclose(out.voted[:, :4], (voting / voting.sum()) @ out.members, atol=1e-4)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from tipd.models import Manifest, Member, ModelError, load_manifest
+from tipd.synth.generate import GENERATOR
 from tipd.taxonomy import taxonomy
 from tipd.train import baselines
 from tipd.train.data import DEFAULT_CHANNELS, SEED_OFFSETS, Dataset, from_folder, synthetic
@@ -542,6 +543,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     seconds = time.monotonic() - started
     training = {
         "data": train.source if cfg.data is None else str(cfg.data),
+        "generator": GENERATOR[cfg.surface] if cfg.data is None else None,
         "validation": val.source,
         "test": test.source,
         "n_train": len(train),

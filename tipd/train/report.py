@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tipd.models import Manifest
+from tipd.synth.generate import GENERATOR
 from tipd.train.data import Dataset
 from tipd.train.metrics import (
     auroc,
@@ -211,6 +212,21 @@ def write_report(
                 else ""
             )
         )
+    synthetic = str(t.get("data", "")).startswith("tipd synth")
+    then = t.get("generator", 1)  # models from before the version was recorded: 1
+    now = GENERATOR.get(manifest.surface, 1)
+    if synthetic:
+        trained += f", on frames of synthetic-frame generator {then}"
+    held_out = test.source
+    if held_out.startswith("tipd synth"):
+        held_out += f" of generator {now}"
+    earlier = [n for n in table if n not in scores]  # columns this report did not measure
+    stale = (
+        f"\n{', '.join(earlier)}: measured when the model was trained, on the frames of "
+        f"generator {then}; this report's {', '.join(scores)} on those of generator {now}.\n"
+        if synthetic and earlier and then != now and held_out != test.source
+        else ""
+    )
     rows = "\n".join(
         f"| {n} | {manifest.thresholds[n]:.2f} | {'—' if thr.get(n) is None else f'{thr[n]:.3f}'} |"
         for n in manifest.labels
@@ -218,7 +234,7 @@ def write_report(
     text = (
         f"""# {surface}: ensemble `{manifest.name}`
 
-Held-out test frames: {test.source} ({len(test)} frames, seeds never used in training).
+Held-out test frames: {held_out} ({len(test)} frames, seeds never used in training).
 Members: {members}.
 Vote: {how}.
 Trained in {trained};
@@ -231,7 +247,7 @@ classes on single-label frames, as the paper's multiclass data. Good/bad: the de
 against the rest.
 
 {table_markdown(table)}
-
+{stale}
 ## AUROC per class
 
 | class | {" | ".join(table)} |

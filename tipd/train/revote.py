@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from tipd.models import MANIFEST, Manifest, load_manifest, sha256_file
+from tipd.synth.generate import GENERATOR
 from tipd.train.data import SEED_OFFSETS, Dataset, synthetic
 from tipd.train.export import export_graph
 from tipd.train.fuse import (
@@ -164,6 +165,7 @@ def revote(
         "vote": vote_record(fused, settings.c, stack_all.source, len(stack_all)),
         "revote": {
             "by": "tipd revote",
+            "generator": GENERATOR[surface],
             "seconds": round(seconds, 1),
             "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
         },
