@@ -87,6 +87,7 @@ def test_tipd_train_goes_on_from_a_trained_model(tmp_path: Path, tiny_model: Pat
     init = manifest.training["init_from"]
     assert init["member"] == best.name and init["sha256"] == best.sha256
     assert init["candidates"] == ["vgg_bn_adam"]  # the chain's root; its forks follow it
+    assert manifest.training["left_out_same_net"] == []  # forks train on: other nets
     root = manifest.training["recipe"]["vgg_bn_adam"]
     assert root["lr"] == pytest.approx(CANDIDATES[0][1].lr * init["lr_fraction"])
     # the H:Si tip-change net goes on from the model's own, at the same fraction of its rate

@@ -227,6 +227,28 @@ def test_members_of_weight_0_are_left_out_of_the_weighted_mean_only() -> None:
     assert kept_members(np.array([1.0]), stacked=False).tolist() == [True]
 
 
+def test_a_net_ranked_twice_votes_once() -> None:
+    """Candidates that went on from one net and kept it (``--init-from``) are one net."""
+    from tipd.train.fit import Fitted, Recipe
+    from tipd.train.pipeline import distinct_nets
+
+    torch.manual_seed(0)
+    start, other = build("vgg_bn", 4, 0.0625), build("vgg_bn", 4, 0.0625)
+    copy = build("vgg_bn", 4, 0.0625)
+    copy.load_state_dict(start.state_dict())
+    nudged = build("vgg_bn", 4, 0.0625)
+    nudged.load_state_dict(start.state_dict())
+    with torch.no_grad():
+        next(nudged.parameters()).view(-1)[0] += 1e-6  # one weight moved: another net
+
+    def fitted(name: str, net: torch.nn.Module) -> Fitted:
+        return Fitted(name, Recipe(), net, ("a", "b", "c", "d"), 0.9, 0.9, 1, 1.0, 0)
+
+    ranked = [fitted("a", start), fitted("b", copy), fitted("c", other), fitted("d", nudged)]
+    kept, same = distinct_nets(ranked)
+    assert [f.name for f in kept] == ["a", "c", "d"] and same == ["b"]
+
+
 def test_a_few_labelled_scans_vote_with_the_weighted_mean(tmp_path: Path) -> None:
     """``tipd train --data``: the stacked vote would be fitted on the folder's validation split,
     here a handful of scans, so the weighted mean votes instead, and the manifest says so."""

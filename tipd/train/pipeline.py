@@ -367,6 +367,29 @@ def kept_members(weights: np.ndarray, stacked: bool) -> np.ndarray:
     return out
 
 
+def same_net(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """True when two nets hold the same weights and statistics, tensor for tensor."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa
+    )
+
+
+def distinct_nets(ranked: list[Fitted]) -> tuple[list[Fitted], list[str]]:
+    """``ranked`` less each candidate whose net is the same as one ranked above it, and the
+    names of those left out. With ``--init-from``, candidates that go on from the same net and
+    keep it (no epoch beat their start) are that net: three of them would be three copies of
+    one net voting, at three times the cost."""
+    kept: list[Fitted] = []
+    same: list[str] = []
+    for f in ranked:
+        if any(same_net(f.model, k.model) for k in kept):
+            same.append(f.name)
+        else:
+            kept.append(f)
+    return kept, same
+
+
 def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manifest:
     """Train, select, export and report one surface's ensemble; returns its manifest."""
     torch.set_num_threads(max(1, cfg.workers))
@@ -457,6 +480,9 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     candidates = list(fitted_by_name.values())
     pool = [c for c in candidates if not comparison_only(cfg.surface, c.recipe)] or candidates
     ranked = sorted(pool, key=lambda f: (f.val_balanced_accuracy, f.val_mean_auroc), reverse=True)
+    ranked, same = distinct_nets(ranked)
+    if same:
+        log(f"left out, the same net as one ranked above: {', '.join(same)}")
     members = ranked[:3]
     log(f"ensemble: {', '.join(m.name for m in members)}")
     extras: list[Fitted] = []
@@ -562,6 +588,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         "member_seconds_cap": budget.member_seconds,
         "epochs_cap": budget.epochs,
         "left_out_with_vote_weight_0": unweighted,
+        "left_out_same_net": same,
         "vote": vote_record(fused, vote.c, stack_all.source, len(stack_all)),
         "init_from": None
         if plan is None
