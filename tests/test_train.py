@@ -343,6 +343,19 @@ def _base_net(frames: Dataset, epochs: int) -> Any:
     return fit("base", recipe, frames, frames, log=lambda _: None)
 
 
+def test_fewer_frames_than_a_batch_still_train() -> None:
+    """A lab's folder may hold fewer scans than a batch: each epoch is then one step of all."""
+    from tipd.train.fit import Recipe, fit
+    from tipd.train.pipeline import same_net
+
+    frames = _random_frames(10, 1)
+    start = build("vgg_bn", 2, 0.0625)
+    recipe = Recipe(family="vgg_bn", width=0.0625, epochs=1, batch=32)
+    fitted = fit("few", recipe, frames, frames, log=lambda _: None, init=start)
+    assert not same_net(fitted.model, start)
+    assert fitted.history[0]["loss"] > 0  # the epoch saw frames
+
+
 def test_a_fork_starts_from_the_trained_net_and_leaves_it_alone() -> None:
     from tipd.train.fit import Recipe, fit
 

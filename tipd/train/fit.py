@@ -159,21 +159,23 @@ def fit(
     start = time.monotonic()
     stale = 0
     epoch = 0
-    steps_per_epoch = max(1, len(train) // recipe.batch)
+    # a set smaller than one batch is one batch (else no step is taken: the net stays as built)
+    batch = min(recipe.batch, len(train))
+    steps_per_epoch = max(1, len(train) // batch)
     total_steps = recipe.epochs * steps_per_epoch
     step = 0
     for epoch in range(1, recipe.epochs + 1):
         model.train()
         order = rng.permutation(len(train))
         total, seen = torch.zeros((), device=device), 0
-        for a in range(0, len(order) - recipe.batch + 1, recipe.batch):
+        for a in range(0, len(order) - batch + 1, batch):
             lr = decayed_lr(
                 recipe, step / total_steps, (time.monotonic() - start) / recipe.max_seconds
             )
             for group in opt.param_groups:
                 group["lr"] = lr
             step += 1
-            idx = torch.from_numpy(np.sort(order[a : a + recipe.batch])).to(device)
+            idx = torch.from_numpy(np.sort(order[a : a + batch])).to(device)
             xb = augment(xs[idx].float(), keep[idx], gen, recipe.rotate, channels=train.channels)
             xb = xb.contiguous(memory_format=torch.channels_last)
             opt.zero_grad()
