@@ -222,8 +222,8 @@ def write_report(
         held_out += f" of generator {now}"
     earlier = [n for n in table if n not in scores]  # columns this report did not measure
     stale = (
-        f"\n{', '.join(earlier)}: measured when the model was trained, on the frames of "
-        f"generator {then}; this report's {', '.join(scores)} on those of generator {now}.\n"
+        f"\n\n{', '.join(earlier)}: measured when the model was trained, on the frames of "
+        f"generator {then}; this report's {', '.join(scores)} on those of generator {now}."
         if synthetic and earlier and then != now and held_out != test.source
         else ""
     )
@@ -246,8 +246,8 @@ AUROC: mean over labels, multi-label truth. Balanced accuracy and precision: arg
 classes on single-label frames, as the paper's multiclass data. Good/bad: the desirable classes
 against the rest.
 
-{table_markdown(table)}
-{stale}
+{table_markdown(table)}{stale}
+
 ## AUROC per class
 
 | class | {" | ".join(table)} |
