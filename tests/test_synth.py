@@ -10,6 +10,7 @@ import pytest
 from tipd.preprocess import flatten_lines
 from tipd.synth import generate
 from tipd.synth.artefacts import CORRUPTIONS, corrupt, feedback_response
+from tipd.synth.generate import GENERATOR
 from tipd.synth.generic import random_rows
 from tipd.synth.geometry import ScanGrid
 from tipd.synth.imaging import image, image_with_change
@@ -265,3 +266,83 @@ def test_generic_rows_are_ridges_a_sharp_tip_shows_and_a_blunt_one_loses() -> No
     for seed in range(5):  # and the generic model's rows surfaces are such ridges
         drawn = random_rows(np.random.default_rng(seed), a).render(grid, 0.0, (0.0, 0.0), 0.0)
         assert 0.03 < np.ptp(drawn) < 0.065
+
+
+#: (mean, standard deviation) of the heights (nm) of frames 0–11 of seed 0 at 48×48 px, per
+#: surface and generator version. A change to the generator that alters them must raise the
+#: surface's version in ``tipd.synth.generate.GENERATOR`` (so that manifests tell the frames
+#: apart) and pin the new values here; a change that leaves frames alone leaves both alone.
+PINNED_FRAMES: dict[tuple[str, int], list[tuple[float, float]]] = {
+    ("hsi100", 1): [
+        (0.03931, 0.13226),
+        (0.8527, 0.13067),
+        (1.15245, 0.08569),
+        (-0.8178, 0.08626),
+        (0.71706, 0.06199),
+        (1.46182, 0.08596),
+        (-7.96896, 0.11862),
+        (0.25754, 0.05452),
+        (-10.1529, 0.23226),
+        (-6.14717, 0.21828),
+        (-1.70536, 0.12047),
+        (-0.15931, 0.29893),
+    ],
+    ("au111", 1): [
+        (-0.62448, 0.27052),
+        (0.58924, 0.2593),
+        (0.39438, 0.22018),
+        (8.08203, 0.14155),
+        (0.20621, 0.15393),
+        (-0.26562, 0.7269),
+        (0.24645, 0.16095),
+        (0.11953, 0.31376),
+        (0.76688, 0.38454),
+        (-1.29131, 0.23124),
+        (0.35773, 0.16887),
+        (-0.04963, 0.2599),
+    ],
+    ("cu111", 1): [
+        (0.30157, 0.12682),
+        (0.46534, 0.36233),
+        (-5.36116, 0.2472),
+        (-0.40027, 0.21974),
+        (-0.14273, 0.12521),
+        (0.27956, 0.82353),
+        (-0.34445, 0.2093),
+        (-0.8744, 0.4272),
+        (-0.43784, 0.17108),
+        (-1.38431, 0.18258),
+        (-0.06221, 0.23583),
+        (0.32638, 0.36253),
+    ],
+    ("generic", 2): [
+        (0.06686, 0.0983),
+        (0.20219, 0.09899),
+        (1.39027, 0.07236),
+        (-0.02707, 0.07329),
+        (1.93614, 0.72945),
+        (0.07489, 0.19874),
+        (0.0645, 0.06547),
+        (0.36151, 0.17248),
+        (0.21249, 0.1954),
+        (0.76999, 0.40535),
+        (1.54411, 0.45698),
+        (0.18005, 0.1164),
+    ],
+}
+
+
+def test_the_frames_change_only_with_the_generator_version() -> None:
+    for surface, version in GENERATOR.items():
+        assert (surface, version) in PINNED_FRAMES, f"pin {surface} version {version}'s frames"
+        got = []
+        for i in range(12):
+            z = generate(surface, i, seed=0, pixels=48).heights_m.astype(np.float64) * 1e9
+            got.append((z.mean(), z.std()))
+        np.testing.assert_allclose(
+            got,
+            PINNED_FRAMES[surface, version],
+            rtol=1e-4,
+            atol=2e-5,
+            err_msg=f"{surface}: frames changed; raise GENERATOR[{surface!r}] and pin them",
+        )
