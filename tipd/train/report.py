@@ -212,19 +212,18 @@ def write_report(
                 else ""
             )
         )
-    synthetic = str(t.get("data", "")).startswith("tipd synth")
+    trained_synthetic = str(t.get("data", "")).startswith("tipd synth")
+    test_synthetic = test.source.startswith("tipd synth")
     then = t.get("generator", 1)  # models from before the version was recorded: 1
     now = GENERATOR.get(manifest.surface, 1)
-    if synthetic:
+    if trained_synthetic:
         trained += f", on frames of synthetic-frame generator {then}"
-    held_out = test.source
-    if held_out.startswith("tipd synth"):
-        held_out += f" of generator {now}"
+    held_out = test.source + (f" of generator {now}" if test_synthetic else "")
     earlier = [n for n in table if n not in scores]  # columns this report did not measure
     stale = (
         f"\n\n{', '.join(earlier)}: measured when the model was trained, on the frames of "
         f"generator {then}; this report's {', '.join(scores)} on those of generator {now}."
-        if synthetic and earlier and then != now and held_out != test.source
+        if trained_synthetic and test_synthetic and earlier and then != now
         else ""
     )
     rows = "\n".join(
