@@ -13,6 +13,7 @@ from pathlib import Path
 from tipd.ensemble import Ensemble
 from tipd.models import ModelError, find
 from tipd.readers import ReaderError, read_any
+from tipd.scanlines import TipChangeEvidence
 
 DEFAULT_MODEL = "generic"
 
@@ -49,8 +50,16 @@ def classify_files(
                         "classes": {k: round(v, 4) for k, v in decision.classes.items()},
                         "state": decision.state,
                         "desirable": decision.desirable,
+                        "confidence": round(decision.confidence, 4),
                         "bad": round(decision.bad, 4),
                         "tip_change": round(decision.tip_change, 4),
+                        "familiarity": _rounded(decision.familiarity),
+                        "familiar": decision.familiar,
+                        "lines": {
+                            "tip_change": round(decision.lines.probability, 4),
+                            "row": decision.lines.row,
+                            "jump_sigma": round(decision.lines.jump_sigma, 2),
+                        },
                     }
                 ),
                 flush=True,
@@ -60,8 +69,29 @@ def classify_files(
                 f"{k} {v:.2f}"
                 for k, v in sorted(decision.classes.items(), key=lambda kv: -kv[1])[:3]
             )
+            known = _familiar_text(decision.familiarity, decision.familiar)
             print(
                 f"{path}: {decision.state} ({'good' if decision.desirable else 'bad'}, "
-                f"bad {decision.bad:.2f}, tip change {decision.tip_change:.2f}) [{top}]"
+                f"bad {decision.bad:.2f}, tip change {decision.tip_change:.2f}, {known}) "
+                f"[{top}]{_lines_text(decision.lines)}"
             )
     return 1 if failed else 0
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _familiar_text(familiarity: float | None, familiar: bool) -> str:
+    """How much the model knows such frames, in words."""
+    if familiarity is None:
+        return "familiarity not measured"
+    word = "familiar" if familiar else "UNFAMILIAR: the model's classes are not trusted"
+    return f"familiarity {familiarity:.3f}, {word}"
+
+
+def _lines_text(lines: TipChangeEvidence) -> str:
+    """The scan lines' tip-change evidence, when there is some."""
+    if lines.row is None or lines.probability < 0.5:
+        return ""
+    return f"; lines jump at row {lines.row} ({lines.jump_sigma:.1f} σ, p {lines.probability:.2f})"

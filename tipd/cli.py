@@ -259,6 +259,21 @@ def _cmd_revote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_familiarity(args: argparse.Namespace) -> int:
+    if not _has_train_extra("familiarity"):
+        return 2
+    from tipd.models import ModelError, find
+    from tipd.train.familiar import fit_model
+
+    try:
+        path = fit_model(find(args.model), args.n_train, args.n_val, args.workers)
+    except (ModelError, ValueError) as exc:
+        print(f"tipd familiarity: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
 def _vote_settings(args: argparse.Namespace) -> VoteSettings:
     """The :class:`tipd.train.fuse.VoteSettings` of ``--vote``, ``--logits-only`` and
     ``--no-mirror``."""
@@ -548,6 +563,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="threads / data processes")
     _add_vote_args(p)
     p.set_defaults(func=_cmd_revote)
+
+    p = sub.add_parser(
+        "familiarity",
+        help="fit how a model tells frames like its training frames from others (unfamiliar)",
+    )
+    p.add_argument("--model", required=True, help="model name or folder")
+    p.add_argument(
+        "--n-train", type=int, default=3000, help="training-seed frames for the class centres"
+    )
+    p.add_argument(
+        "--n-val", type=int, default=1000, help="validation-seed frames for the reference"
+    )
+    p.add_argument("--workers", type=int, default=2, help="render processes (default 2)")
+    p.set_defaults(func=_cmd_familiarity)
 
     p = sub.add_parser("evaluate", help="Table I of a shipped ensemble on labelled frames")
     p.add_argument("--model", required=True, help="model name or folder")

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     act_on_windows: bool = False
     queue_frames: int = Field(4, ge=1)  #: per microscope; older frames are skipped under load
     health_s: float = Field(5.0, gt=0)  #: seconds between health events
+    #: this many unfamiliar whole frames in a row on one microscope raise a health event at
+    #: once (and it stays in every health event until a familiar frame): tipd is blind there
+    blind_after: int = Field(3, ge=1)
     threads: int = Field(2, ge=0)  #: ONNX Runtime intra-op threads (0: all cores)
     safety: SafetyConfig = SafetyConfig()
     policy: PolicySettings = PolicySettings()

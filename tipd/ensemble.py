@@ -19,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tipd.familiarity import Familiarity
 from tipd.frames import Frame
 from tipd.models import Manifest, load_manifest
 from tipd.preprocess import model_input
+from tipd.scanlines import NONE, TipChangeEvidence, tip_change_evidence
+from tipd.taxonomy import UNFAMILIAR
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -33,22 +36,32 @@ def _cuda_driver_present() -> bool:
     return ctypes.util.find_library("cuda") is not None or Path("/dev/nvidiactl").exists()
 
 
+#: a frame's ``bad`` when the model does not know it and its lines show nothing: no evidence
+#: either way
+UNSURE = 0.5
+
+
 @dataclass
 class Output:
-    """One run: ``members`` (N, M, K), ``voted`` (N, L), ``votes`` (N, L), all in [0, 1]."""
+    """One run: ``members`` (N, M, K), ``voted`` (N, L), ``votes`` (N, L), all in [0, 1], and
+    the nets' hidden ``features`` (N, H) where the graph has them."""
 
     members: np.ndarray
     voted: np.ndarray
     votes: np.ndarray
+    features: np.ndarray | None = None
 
 
 @dataclass
 class Decision:
     """What an ensemble says about one frame.
 
-    ``classes`` maps every label to its voted confidence; ``state`` is the most confident class
-    at or above its threshold, else ``unknown``; ``bad`` is 1 minus the best desirable
-    confidence; ``tip_change`` the tip-change confidence (0 if the model has no such label).
+    ``classes`` maps every label to its voted confidence and ``members`` each member's;
+    ``familiarity`` (0–1, None where the model has no statistics) says how much the frame
+    resembles the model's training frames, and ``lines`` what its scan lines say of a tip
+    change (:mod:`tipd.scanlines`). From these, see :func:`decide`: ``state`` and its
+    ``confidence``; ``bad``, the confidence 0–1 that the frame is not good; ``tip_change``,
+    the confidence that the tip changed during the frame.
     """
 
     classes: dict[str, float]
@@ -57,6 +70,10 @@ class Decision:
     desirable: bool
     bad: float
     tip_change: float
+    confidence: float = 0.0
+    familiarity: float | None = None
+    familiar: bool = True
+    lines: TipChangeEvidence = NONE
 
 
 class Ensemble:
@@ -88,13 +105,17 @@ class Ensemble:
         self.provider: str = session.get_providers()[0]
         self.size = self.manifest.preprocessing.size
         self.channels = tuple(self.manifest.preprocessing.channels)
+        self.outputs = ["members", "voted", "votes"]
+        if "features" in {o.name for o in session.get_outputs()}:
+            self.outputs.append("features")
+        self.familiarity: Familiarity | None = None
+        if self.manifest.familiarity is not None and "features" in self.outputs:
+            self.familiarity = Familiarity.load(folder / self.manifest.familiarity.file)
 
     def run(self, x: np.ndarray) -> Output:
         """Run on model inputs ``x`` of shape ``(N, C, S, S)`` (float32 in [-1, 1])."""
-        members, voted, votes = self.session.run(
-            ["members", "voted", "votes"], {"x": np.ascontiguousarray(x, dtype=np.float32)}
-        )
-        return Output(members, voted, votes)
+        out = self.session.run(self.outputs, {"x": np.ascontiguousarray(x, dtype=np.float32)})
+        return Output(*out)
 
     def warm_up(self) -> None:
         """One run on zeros so the first real frame does not pay for initialisation."""
@@ -110,25 +131,75 @@ class Ensemble:
             return []
         x = np.concatenate([self.prepare(f.data) for f in frames])
         out = self.run(x)
-        return [decide(self.manifest, out.voted[i], out.members[i]) for i in range(len(frames))]
+        known: list[float | None] = [None] * len(frames)
+        threshold = 0.0
+        if self.familiarity is not None and out.features is not None:
+            pixel_nm: list[float | None] = [f.scan_size_nm[0] / self.size for f in frames]
+            known = [float(v) for v in self.familiarity.score(out.features, pixel_nm)]
+            threshold = self.familiarity.threshold
+        return [
+            decide(
+                self.manifest,
+                out.voted[i],
+                out.members[i],
+                known[i],
+                tip_change_evidence(f.data),
+                threshold,
+            )
+            for i, f in enumerate(frames)
+        ]
 
 
-def decide(manifest: Manifest, voted: np.ndarray, members: np.ndarray) -> Decision:
-    """One frame's voted ``(L,)`` and member ``(M, K)`` confidences as a :class:`Decision`."""
+def decide(
+    manifest: Manifest,
+    voted: np.ndarray,
+    members: np.ndarray,
+    familiarity: float | None = None,
+    lines: TipChangeEvidence = NONE,
+    threshold: float = 0.0,
+) -> Decision:
+    """One frame's voted ``(L,)`` and member ``(M, K)`` confidences, its ``familiarity`` (None:
+    not measured) and scan-line evidence ``lines`` as a :class:`Decision`.
+
+    A familiar frame (``familiarity`` ≥ ``threshold``): the state is the most confident class at
+    or above its threshold, else ``unknown``; ``bad`` is 1 minus the best desirable confidence;
+    where the lines are surer of a tip change than the model is of its state (and more likely
+    than not), the state is ``tip_change``. ``bad`` and ``tip_change`` take the larger of the
+    model's and the lines' confidence.
+
+    An unfamiliar frame: the model's classes are not trusted. The lines need no knowledge of
+    the surface, so a frame whose lines show a tip change (more likely than not) is
+    ``tip_change``; any other is ``unfamiliar``, with ``bad`` :data:`UNSURE` (or the lines'
+    confidence, if larger) and ``tip_change`` the lines' confidence.
+    """
     labels = manifest.labels
     classes = {n: float(v) for n, v in zip(labels, voted, strict=True)}
     member_conf = {
         m.name: {n: float(v) for n, v in zip(manifest.classes, row, strict=True)}
         for m, row in zip(manifest.members, members, strict=False)
     }
-    over = [(classes[c], c) for c in manifest.classes if classes[c] >= manifest.thresholds[c]]
-    state = max(over)[1] if over else "unknown"
-    good = max((classes[c] for c in manifest.desirable), default=0.0)
+    line_p = lines.probability
+    familiar = familiarity is None or familiarity >= threshold
+    if familiar:
+        over = [(classes[c], c) for c in manifest.classes if classes[c] >= manifest.thresholds[c]]
+        state, confidence = (max(over)[1], max(over)[0]) if over else ("unknown", 0.0)
+        good = max((classes[c] for c in manifest.desirable), default=0.0)
+        bad = max(1.0 - good, line_p)
+        tip_change = max(classes.get("tip_change", 0.0), line_p)
+    else:
+        state, confidence = UNFAMILIAR, 1.0 - float(familiarity or 0.0)
+        bad, tip_change = max(UNSURE, line_p), line_p
+    if line_p >= 0.5 and (state in (UNFAMILIAR, "unknown") or line_p > confidence):
+        state, confidence = "tip_change", line_p
     return Decision(
         classes=classes,
         members=member_conf,
         state=state,
         desirable=state in manifest.desirable,
-        bad=1.0 - good,
-        tip_change=classes.get("tip_change", 0.0),
+        bad=bad,
+        tip_change=tip_change,
+        confidence=confidence,
+        familiarity=familiarity,
+        familiar=familiar,
+        lines=lines,
     )

@@ -5,7 +5,7 @@ Tables (times are unix seconds):
 
 * ``frames``: microscope, frame_id, seq, kind (``frame``/``window``/``lines``/``error``),
   rows_seen, status (``classified``, ``skipped``, ``rejected``), state, confidences (JSON),
-  latency_ms, detail, t
+  latency_ms, detail, t, familiarity (0–1; NULL where not measured)
 * ``commands``: id, microscope, frame_id, action, params (JSON), reason (JSON), status
   (``sent``, ``refused``, ``advisory``, ``done``, ``rejected``, ``failed``), detail, t_sent,
   t_reply
@@ -46,6 +46,9 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(frames)")}
+        if "familiarity" not in columns:  # a journal written before familiarity was measured
+            self.db.execute("ALTER TABLE frames ADD COLUMN familiarity REAL")
 
     def frame(
         self,
@@ -59,10 +62,11 @@ class Journal:
         confidences: dict[str, float] | None = None,
         latency_ms: float | None = None,
         detail: str = "",
+        familiarity: float | None = None,
     ) -> None:
         self.db.execute(
             "INSERT INTO frames (t, microscope, frame_id, seq, kind, rows_seen, status, state,"
-            " confidences, latency_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " confidences, latency_ms, detail, familiarity) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 time.time(),
                 microscope,
@@ -75,6 +79,7 @@ class Journal:
                 json.dumps(confidences) if confidences is not None else None,
                 latency_ms,
                 detail,
+                familiarity,
             ),
         )
 

@@ -5,7 +5,10 @@ A model folder (``models/<name>/``) holds::
     manifest.json     this module's :class:`Manifest`
     ensemble.onnx     the fused graph: input ``x`` (N, 1, S, S) float32 in [-1, 1];
                       outputs ``members`` (N, M, K), ``voted`` (N, L), ``votes`` (N, L)
+                      and, where fitted, ``features`` (N, H): the hidden features of every
+                      net, as its last linear layer reads them
     members/*.onnx    each member alone (for inspection and re-use)
+    familiarity.npz   where fitted: the statistics of :mod:`tipd.familiarity`
 
 ``voted`` is the stacked vote (a logistic regression per label over every member's logits
 and, where ``training.vote.features`` is ``logits+hidden``, the hidden features its last linear
@@ -82,6 +85,9 @@ class Manifest(BaseModel):
     members: list[Member]
     training: dict[str, Any]
     metrics: dict[str, Any] = {}
+    #: the statistics of :mod:`tipd.familiarity` (``tipd familiarity``); None: not measured,
+    #: every frame counts as familiar
+    familiarity: ModelFile | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -137,7 +143,8 @@ def load_manifest(folder: Path, verify: bool = True) -> Manifest:
     except ValueError as exc:
         raise ModelError(f"{path}: invalid manifest ({exc})") from None
     if verify:
-        for entry in (manifest.graph, *manifest.members):
+        extra = [manifest.familiarity] if manifest.familiarity is not None else []
+        for entry in (manifest.graph, *manifest.members, *extra):
             target = folder / entry.file
             if not target.is_file():
                 raise ModelError(f"{target}: listed in the manifest but missing")

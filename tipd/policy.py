@@ -13,7 +13,10 @@ the bottom once a good frame is seen:
   move to a fresh area (along a spiral, so that no area is visited twice);
 * ``poor``: no fault class is sure, but the ensemble is sure the frame is not good (``bad`` ≥
   the confidence): the tip images badly in a way the model has no name for (a blunt Au tip,
-  loose material), so condition it as a double tip.
+  loose material), so condition it as a double tip;
+* ``unfamiliar``: the model does not know what it is looking at (:mod:`tipd.familiarity`), so
+  the frame is no evidence either way: nothing is done, and a streak of evidence starts again
+  from the next familiar frame.
 
 Every pulse or crash is followed at once by a move to a fresh area, as DeepSPM and a
 microscopist do: the conditioned spot may carry a crater or debris, and the gate forbids
@@ -30,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 
 from tipd.protocol import CONDITIONING, Command, Reason
+from tipd.taxonomy import UNFAMILIAR
 
 
 @dataclass(frozen=True)
@@ -166,12 +170,16 @@ class Policy:
         frames in a row each more likely bad than good (``bad`` ≥ ``weak_confidence``; with
         8 frames in a row, a model whose good frames look bad one time in ten errs one time in
         10⁸). A sample fault that persists through ``moves_before_tip`` moves is blamed on the
-        tip (``poor``). A good frame resets everything; an unsure one breaks the streaks."""
+        tip (``poor``). A good frame resets everything; an unsure or ``unfamiliar`` one breaks
+        the streaks (and an unfamiliar one never acts)."""
         cfg = self.config
         if window and self.await_frame:
             return []  # the frame in progress was partly scanned before the last action
         if not window:
             self.await_frame = False
+        if state == UNFAMILIAR:
+            self.faults, self.weak = [], []  # blind: a streak must be seen, not assumed
+            return []
         if bad is None or window:
             bad = 0.0 if state in self.desirable else confidence
         if window and state not in self.desirable and confidence < cfg.confidence:

@@ -251,6 +251,17 @@ class StateEvent(_Event):
     latency_ms: Annotated[float, Field(ge=0, strict=False)]
     #: frame rows that start a horizontal discontinuity (a tip change) in what was classified
     line_jumps: list[Annotated[int, Field(ge=0)]] = []
+    #: confidence 0–1 of ``state`` (for ``unfamiliar``: 1 − familiarity)
+    confidence: Annotated[float, Field(ge=0, le=1, strict=False)] = 0.0
+    #: 0–1, how much the frame resembles the model's training frames (None: not measured)
+    familiarity: Annotated[float, Field(ge=0, le=1, strict=False)] | None = None
+    #: the scan lines' tip-change evidence 0–1 (:mod:`tipd.scanlines`), at frame row
+    #: ``lines_row``
+    lines_tip_change: Annotated[float, Field(ge=0, le=1, strict=False)] = 0.0
+    lines_row: Annotated[int, Field(ge=0)] | None = None
+    #: the confidence 0–1 that the frame is not good, and that the tip changed during it
+    bad: Annotated[float, Field(ge=0, le=1, strict=False)] = 0.0
+    tip_change: Annotated[float, Field(ge=0, le=1, strict=False)] = 0.0
 
 
 class ActionEvent(_Event):
@@ -275,6 +286,9 @@ class HealthEvent(_Event):
     provider: str
     queue_depth: Annotated[int, Field(ge=0)]
     counters: dict[str, Annotated[int, Field(ge=0)]]
+    #: microscopes whose last whole frames were all unfamiliar (at least ``blind_after`` in a
+    #: row): how many. tipd sees nothing it knows there and does nothing to their tips.
+    blind: dict[str, Annotated[int, Field(ge=0)]] = {}
 
 
 Event = StateEvent | ActionEvent | ErrorEvent | HealthEvent

@@ -54,6 +54,7 @@ from tipd.protocol import (
     decode_frame,
 )
 from tipd.safety import Limits, SafetyGate
+from tipd.taxonomy import UNFAMILIAR
 
 log = structlog.get_logger("tipd")
 
@@ -83,6 +84,7 @@ class Microscope:
     assembler: LineAssembler = field(default_factory=LineAssembler)
     classified_rows: dict[str, int] = field(default_factory=dict)
     position_nm: tuple[float, float] = (0.0, 0.0)
+    unfamiliar: int = 0  #: whole frames in a row that the model did not know
 
 
 class Daemon:
@@ -243,6 +245,12 @@ class Daemon:
         refused = self.curve.refused if self.curve is not None else {}
         return {**self.counters, **{f"curve_refused_{d}": n for d, n in refused.items()}}
 
+    def blind(self) -> dict[str, int]:
+        """Microscopes whose last ``blind_after`` or more whole frames were unfamiliar: how
+        many in a row."""
+        n = self.settings.blind_after
+        return {m.name: m.unfamiliar for m in self.mics.values() if m.unfamiliar >= n}
+
     async def _health(self) -> None:
         watchdog = os.environ.get("WATCHDOG_USEC")
         while True:
@@ -254,6 +262,7 @@ class Daemon:
                     provider=provider,
                     queue_depth=self.backlog,
                     counters=self.all_counters(),
+                    blind=self.blind(),
                 )
             )
             sd_notify(f"STATUS=frames {self.counters['frames']}, errors {self.counters['errors']}")
@@ -376,6 +385,7 @@ class Daemon:
         jumps = [first_row + int(r) for r in line_jumps(frame.data)]
         latency = (time.perf_counter() - t0) * 1e3
         self.counters["decisions"] += 1
+        lines = decision.lines
         self.journal.frame(
             mic.name,
             header.frame_id,
@@ -384,8 +394,13 @@ class Daemon:
             rows_seen,
             "classified",
             decision.state,
-            decision.classes,
+            {
+                **decision.classes,
+                "bad": decision.bad,
+                "tip_change_lines": lines.probability,
+            },
             latency,
+            familiarity=decision.familiarity,
         )
         await self.events.publish(
             StateEvent(
@@ -399,21 +414,60 @@ class Daemon:
                 desirable=decision.desirable,
                 latency_ms=latency,
                 line_jumps=jumps,
+                confidence=min(1.0, max(0.0, decision.confidence)),
+                familiarity=decision.familiarity,
+                lines_tip_change=lines.probability,
+                lines_row=None if lines.row is None else first_row + lines.row,
+                bad=decision.bad,
+                tip_change=decision.tip_change,
             )
         )
+        if kind == "frame":
+            await self._count_unfamiliar(mic, decision)
         if kind == "window" and not self.settings.act_on_windows:
             return  # reported above, not acted on (see Settings.act_on_windows)
         if decision.desirable or (
             kind == "frame" and mic.policy.good(decision.state, decision.bad)
         ):
             mic.gate.good_frame()
-        confidence = decision.classes.get(decision.state, 0.0)
         for proposal in mic.policy.observe(
-            decision.state, confidence, header.frame_id, decision.bad, window=kind == "window"
+            decision.state,
+            decision.confidence,
+            header.frame_id,
+            decision.bad,
+            window=kind == "window",
         ):
             command = proposal.command(mic.name)
             if not await self.act(mic, command, proposal):
                 break  # a follow-up move makes no sense after a refused pulse
+
+    async def _count_unfamiliar(self, mic: Microscope, decision: Decision) -> None:
+        """Keep ``mic``'s run of unfamiliar whole frames; when it reaches ``blind_after``, say
+        at once (log and health event) that tipd is blind on that microscope."""
+        if decision.state != UNFAMILIAR:
+            if mic.unfamiliar >= self.settings.blind_after:
+                log.info("frames familiar again", microscope=mic.name, after=mic.unfamiliar)
+            mic.unfamiliar = 0
+            return
+        mic.unfamiliar += 1
+        self.counters["unfamiliar"] += 1
+        if mic.unfamiliar == self.settings.blind_after:
+            log.warning(
+                "blind: the model does not know these frames; no action will be taken",
+                microscope=mic.name,
+                frames=mic.unfamiliar,
+                familiarity=decision.familiarity,
+            )
+            await self.events.publish(
+                HealthEvent(
+                    microscope=mic.name,
+                    uptime_s=time.monotonic() - self.started,
+                    provider=self.models["*"].provider,
+                    queue_depth=self.backlog,
+                    counters=self.all_counters(),
+                    blind=self.blind(),
+                )
+            )
 
     # ---------------------------------------------------------------- actions
 

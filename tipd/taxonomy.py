@@ -50,6 +50,10 @@ TAXONOMIES: dict[str, Taxonomy] = {
     ),
 }
 
+#: the state of a frame unlike anything its model was trained on (:mod:`tipd.familiarity`): the
+#: model's classes are not trusted, and it is never the ground for an action
+UNFAMILIAR = "unfamiliar"
+
 #: the surfaces of the paper; ``generic`` is any other
 SURFACES: tuple[str, ...] = ("hsi100", "au111", "cu111")
 
