@@ -72,3 +72,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     train_surface(tiny_config(root, "tiny"), log=lambda _: None)
     return root / "tiny"
+
+
+@pytest.fixture(scope="session")
+def fitted_tiny(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with familiarity statistics fitted on a few hundred frames."""
+    pytest.importorskip("onnx")
+    from tipd.train.familiar import fit_model
+
+    folder = tmp_path_factory.mktemp("fitted") / "tiny"
+    shutil.copytree(tiny_model, folder)
+    fit_model(folder, n_train=240, n_val=120, workers=1)
+    return folder

@@ -472,3 +472,39 @@ def test_window_decisions_drive_the_policy_only_when_configured(
     actions = [b for t, b in stream if t.startswith("action.")]
     assert states and all(int(str(s["rows_seen"])) < 64 for s in states)  # windows only
     assert bool(actions) == act_on_windows, [a["command"] for a in actions]
+
+
+def test_frames_the_model_does_not_know_are_reported_and_never_acted_on(
+    tmp_path: Path, fitted_tiny: Path, tipd_exe: list[str]
+) -> None:
+    """Every decision names a class (thresholds 0, nothing desirable), so familiar frames
+    would act after three; frames of a scale the model never saw (5 µm) are unfamiliar: state
+    events and journal rows say so, a health event says tipd is blind, nothing is sent."""
+    root = tmp_path / "models"
+    model_dir(fitted_tiny, root, thresholds=0.0)
+    d = start(tmp_path, root, tipd_exe, extra="blind_after = 3")
+    try:
+        z = np.random.default_rng(0).normal(0, 1e-10, (64, 64))
+        seen: list[tuple[str, dict[str, object]]] = []
+        for i in range(4):
+            f = Frame(data=z, scan_size_nm=(5000.0, 5000.0), microscope="stm1", frame_id=f"u{i}")
+            d.send(encode_frame(f.header(), f.data))
+            seen += d.events_until("state.stm1", 10.0)
+            state = seen[-1][1]
+            assert state["state"] == "unfamiliar" and state["familiarity"] == 0.0
+            assert state["bad"] == 0.5 and state["confidence"] == 1.0
+        time.sleep(0.5)
+        seen += d.events_until("health", 5.0)
+        # the third unfamiliar frame raised a health event of its own, at once
+        assert [e["blind"] for t, e in seen if t == "health" and e["microscope"] == "stm1"] == [
+            {"stm1": 3}
+        ]
+        assert any(e["blind"] == {"stm1": 4} for t, e in seen if t == "health")  # and it stays
+        assert not [t for t, _ in seen if t.startswith("action")]
+        rows = query(d.journal, "frames", last=10)
+        assert [r["state"] for r in rows if r["kind"] == "frame"] == ["unfamiliar"] * 4
+        assert all(r["familiarity"] == 0.0 for r in rows if r["kind"] == "frame")
+        assert query(d.journal, "commands", last=10) == []
+    finally:
+        out = stop(d)
+    assert "blind" in out

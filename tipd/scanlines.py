@@ -36,8 +36,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 BLOCK = 5
 #: logistic curve ``p = 1 / (1 + exp(-(A + B · ln jump)))`` of the largest jump (robust σ),
 #: fitted on 800 synthetic generic frames (``bench/scanlines.py``: seed 6, 128 and 256 px)
-LOGIT_A = -6.10
-LOGIT_B = 3.55
+LOGIT_A = -6.03
+LOGIT_B = 3.47
 #: the smallest jump (σ) put into the logarithm: below it a frame has no jump at all
 FLOOR = 0.5
 #: share of a frame's first lines whose boundaries are not tested: piezo creep bends the first
@@ -74,6 +74,23 @@ def median5(
     return out
 
 
+def remove_slope(z: np.ndarray) -> np.ndarray:
+    """``z`` ``(rows, cols)`` minus the straight line that best fits its line means along y
+    (the slow-scan tilt of the sample), float64. A slope along y would otherwise tilt every
+    block of lines and blur the pixel-wise medians of :func:`block_medians`."""
+    z = np.asarray(z, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # lines with no finite pixel
+        means = np.nanmean(z, axis=1)
+    ok = np.isfinite(means)
+    if ok.sum() < 2:
+        return z
+    y = np.arange(z.shape[0], dtype=np.float64)
+    slope, offset = np.polyfit(y[ok], means[ok], 1)
+    out: np.ndarray = z - (slope * y + offset)[:, None]
+    return out
+
+
 def block_medians(z: np.ndarray, block: int = BLOCK) -> np.ndarray:
     """Pixel-wise median of every run of ``block`` consecutive lines of ``z`` ``(rows,
     cols)``: entry ``i`` is the median of lines ``i … i+block-1``, shape
@@ -91,14 +108,13 @@ def line_jumps_sigma(z: np.ndarray, block: int = BLOCK) -> np.ndarray:
     (``rows - 2·block + 1`` entries; empty when fewer than ``2·block + 3`` lines).
 
     The jump at boundary ``k`` is the median over columns of (pixel-wise median of lines
-    ``k … k+block-1``) − (pixel-wise median of lines ``k-block … k-1``). A tilt of the
-    sample adds the same amount to every jump (along y) or nothing (along x), and the jumps
-    are measured from their median, so no plane needs removing. Rows that are all NaN (not
-    scanned yet) should be left out first; see :func:`tip_change_evidence`."""
+    ``k … k+block-1``) − (pixel-wise median of lines ``k-block … k-1``), after
+    :func:`remove_slope` (a tilt along x cancels in the difference). Rows that are all NaN
+    (not scanned yet) should be left out first; see :func:`tip_change_evidence`."""
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2 or z.shape[0] < 2 * block + 3:
         return np.zeros(0)
-    blocks = block_medians(z, block)
+    blocks = block_medians(remove_slope(z), block)
     diff = blocks[block:] - blocks[:-block]
     if np.isfinite(diff).all():
         jumps = np.median(diff, axis=1)
