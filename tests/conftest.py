@@ -53,6 +53,7 @@ def tiny_config(root: Path, name: str, **overrides: Any) -> Any:
         "n_val": 64,
         "n_test": 64,
         "n_stack": 64,
+        "n_familiarity": 0,  # every frame familiar: the daemon tests steer the policy freely
         "member_seconds": 4,
         "epochs": 1,
         "trees": 20,

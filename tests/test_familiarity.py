@@ -140,7 +140,7 @@ def test_a_tampered_familiarity_file_stops_the_model(tmp_path: Path) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     stats = folder / manifest["familiarity"]["file"]
     stats.write_bytes(stats.read_bytes()[:-8] + b"\0" * 8)
-    with pytest.raises(ModelError, match="familiarity.npz: sha256"):
+    with pytest.raises(ModelError, match=r"familiarity\.npz: sha256"):
         load_manifest(folder)
 
 

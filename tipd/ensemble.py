@@ -21,7 +21,7 @@ import numpy as np
 
 from tipd.familiarity import Familiarity
 from tipd.frames import Frame
-from tipd.models import Manifest, load_manifest
+from tipd.models import Manifest, ModelError, load_manifest
 from tipd.preprocess import model_input
 from tipd.scanlines import NONE, TipChangeEvidence, tip_change_evidence
 from tipd.taxonomy import UNFAMILIAR
@@ -109,7 +109,12 @@ class Ensemble:
         if "features" in {o.name for o in session.get_outputs()}:
             self.outputs.append("features")
         self.familiarity: Familiarity | None = None
-        if self.manifest.familiarity is not None and "features" in self.outputs:
+        if self.manifest.familiarity is not None:
+            if "features" not in self.outputs:
+                raise ModelError(
+                    f"{path}: the manifest has familiarity statistics but the graph has no "
+                    f"'features' output; run `tipd familiarity --model {folder}` again"
+                )
             self.familiarity = Familiarity.load(folder / self.manifest.familiarity.file)
 
     def run(self, x: np.ndarray) -> Output:

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from tipd.preprocess import row_median
+
 #: lines on each side of a boundary whose pixel-wise median is compared
 BLOCK = 5
 #: logistic curve ``p = 1 / (1 + exp(-(A + B · ln jump)))`` of the largest jump (robust σ),
@@ -117,7 +119,7 @@ def line_jumps_sigma(z: np.ndarray, block: int = BLOCK) -> np.ndarray:
     blocks = block_medians(remove_slope(z), block)
     diff = blocks[block:] - blocks[:-block]
     if np.isfinite(diff).all():
-        jumps = np.median(diff, axis=1)
+        jumps = row_median(diff)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # lines with no finite pixel
@@ -153,7 +155,7 @@ def tip_change_evidence(z: np.ndarray, block: int = BLOCK) -> TipChangeEvidence:
     row_step = max(1, math.ceil(len(scanned) / MAX_ROWS))
     col_step = max(1, math.ceil(z.shape[1] / MAX_COLS))
     rows = scanned[::row_step]
-    sigma = line_jumps_sigma(z[rows][:, ::col_step], block)
+    sigma = line_jumps_sigma(z[:, ::col_step][rows], block)
     skip = math.ceil(CREEP * len(rows))  # boundaries before row ``rows[skip + block]``
     if sigma.size <= skip:
         return NONE

@@ -202,6 +202,9 @@ class TrainConfig:
     #: frames serve instead
     n_stack: int = 6000
     vote: VoteSettings = DEFAULT_VOTE
+    #: training-seed frames the familiarity statistics are fitted on (``tipd familiarity``;
+    #: synthetic data only; 0: none, every frame counts as familiar)
+    n_familiarity: int = 3000
 
 
 def _split_folder(ds: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
@@ -630,5 +633,10 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         cfg.channels,
     )
     write_report(cfg.reports, cfg.surface, manifest, test, scores, metrics)
+    if cfg.data is None and cfg.n_familiarity > 0:
+        from tipd.train.familiar import fit_model
+
+        fit_model(cfg.out, cfg.n_familiarity, max(cfg.n_familiarity // 3, 100), cfg.workers)
+        manifest = load_manifest(cfg.out)
     log(f"wrote {cfg.out} and {cfg.reports / (cfg.surface + '.md')} in {seconds:.0f} s")
     return manifest

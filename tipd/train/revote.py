@@ -178,10 +178,16 @@ def revote(
             "graph": manifest.graph.model_copy(update={"sha256": sha256_file(graph)}),
             "training": training,
             "metrics": metrics,
+            "familiarity": None,  # the graph was exported again without its features output
         }
     )
     (target / MANIFEST).write_text(json.dumps(updated.model_dump(), indent=2) + "\n")
     load_manifest(target, verify=True)
+    if manifest.familiarity is not None:
+        from tipd.train.familiar import fit_model
+
+        fit_model(target, workers=workers)
+        updated = load_manifest(target)
     if reports is not None:
         write_report(reports, surface, updated, test, {"Ensemble": test_voted[:, :k]}, metrics)
     e = metrics["table"]["Ensemble"]
