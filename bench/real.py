@@ -164,8 +164,9 @@ def _wait_for(ready: object, timeout: float, daemon: subprocess.Popen[bytes]) ->
         time.sleep(0.05)
 
 
-def synthetic_familiarity(ens: Ensemble, n: int) -> np.ndarray:
-    """Familiarity of ``n`` held-out synthetic frames (the model's test seed)."""
+def synthetic_familiarity(ens: Ensemble, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Familiarity of ``n`` held-out synthetic frames (the model's test seed), and the part
+    of it from the hidden features alone."""
     from tipd.train.familiar import features, frames
     from tipd.train.revote import synth_seeds
 
@@ -174,7 +175,17 @@ def synthetic_familiarity(ens: Ensemble, n: int) -> np.ndarray:
     size, channels = m.preprocessing.size, tuple(m.preprocessing.channels)
     x, px, _ = frames(m.surface, seeds.test, n, size, channels, 2)
     assert ens.familiarity is not None
-    return ens.familiarity.score(features(ens, x), list(px))
+    f = features(ens, x)
+    return ens.familiarity.score(f, list(px)), ens.familiarity.feature_familiarity(f)
+
+
+def feature_only(ens: Ensemble, frames: list[Frame]) -> np.ndarray:
+    """The hidden-feature familiarity of real ``frames`` (their scale not used)."""
+    from tipd.train.familiar import features
+
+    assert ens.familiarity is not None
+    x = np.concatenate([ens.prepare(f.data) for f in frames])
+    return ens.familiarity.feature_familiarity(features(ens, x))
 
 
 def _label(s: Scan) -> str:
@@ -237,13 +248,15 @@ def bench_model(model: str, scans: list[Scan], repeat: int, n_synth: int) -> lis
         f"| real scans unfamiliar to the model | {unfamiliar} of {len(scans)} |",
     ]
     if ens.familiarity is not None and n_synth:
-        synth = synthetic_familiarity(ens, n_synth)
+        synth, synth_features = synthetic_familiarity(ens, n_synth)
         real = np.array([d.familiarity for d in decisions], dtype=float)
         y = np.r_[np.ones(len(real)), np.zeros(len(synth))]
         sep = auroc(y, 1 - np.r_[real, synth])
         cost = float(np.mean(synth < ens.familiarity.threshold))
         lines += [
             f"| familiarity: real vs held-out synthetic AUROC | {sep:.2f} |",
+            f"| ... from the hidden features alone (scale not used) | "
+            f"{auroc(y, 1 - np.r_[feature_only(ens, frames), synth_features]):.2f} |",
             f"| familiarity: held-out synthetic frames unfamiliar (cost) | {cost:.3f} "
             f"of {n_synth} |",
         ]

@@ -70,9 +70,13 @@ def describe(topic: str, event: _Event) -> str:
     if kind == "state":
         top = sorted(body["voted"].items(), key=lambda kv: -kv[1])[:3]
         conf = ", ".join(f"{k} {v:.2f}" for k, v in top)
+        known = body.get("familiarity")
+        seen = "" if known is None else f" familiarity {known:.3f}"
+        if body.get("lines_row") is not None and body.get("lines_tip_change", 0.0) >= 0.5:
+            seen += f", lines jump at row {body['lines_row']} (p {body['lines_tip_change']:.2f})"
         return (
             f"{stamp} {topic:<14} {body['frame_id']} rows {body['rows_seen']:>4}: "
-            f"{body['state']} ({'good' if body['desirable'] else 'bad'}) [{conf}] "
+            f"{body['state']} ({'good' if body['desirable'] else 'bad'}) [{conf}]{seen} "
             f"{body['latency_ms']:.1f} ms"
         )
     if kind == "action":
