@@ -18,7 +18,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
-$tipd run --journal "$out/journal.sqlite" > "$out/tipd.log" 2>&1 &
+# live: the virtual microscope is the one instrument tipd may command without a trial run
+$tipd run --live --journal "$out/journal.sqlite" > "$out/tipd.log" 2>&1 &
 pids+=($!)
 sleep 2
 $tipd sim --surface "$surface" --start-tip double --line-time "${DEMO_LINE_TIME:-0.01}" \

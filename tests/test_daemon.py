@@ -78,16 +78,22 @@ def model_dir(tiny_model: Path, root: Path, thresholds: float | None = None) -> 
 
 
 def start(
-    tmp_path: Path, models: Path, tipd_exe: list[str], extra: str = "", control: str | None = None
+    tmp_path: Path,
+    models: Path,
+    tipd_exe: list[str],
+    extra: str = "",
+    control: str | None = None,
+    microscopes: str = '["stm1", "stm2"]',
 ) -> Daemon:
     ports = [free_port() for _ in range(3)]
     frames, control_ep, events = (f"tcp://127.0.0.1:{p}" for p in ports)
     control_ep = control or control_ep
     journal = tmp_path / "journal.sqlite"
     config = tmp_path / "tipd.toml"
-    config.write_text(f"""
+    live = "" if "advisory" in extra else "advisory = false\n"
+    config.write_text(f"""{live}
 journal = "{journal}"
-microscopes = ["stm1", "stm2"]
+microscopes = {microscopes}
 window_lines = 16
 window_every = 8
 health_s = 0.2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -134,19 +135,20 @@ def test_command_round_trip_and_params_follow_action() -> None:
         decode_command(
             [
                 json.dumps(
-                    {"microscope": "stm1", "action": "pulse", "params": {"bias_V": 2.0}}
+                    {"v": 1, "microscope": "stm1", "action": "pulse", "params": {"bias_V": 2.0}}
                 ).encode()
             ]
         )
     with pytest.raises(ProtocolError, match=r"command\.action"):
         decode_command(
-            [json.dumps({"microscope": "stm1", "action": "explode", "params": {}}).encode()]
+            [json.dumps({"v": 1, "microscope": "stm1", "action": "explode", "params": {}}).encode()]
         )
     with pytest.raises(ProtocolError, match=r"params\.width_s"):
         decode_command(
             [
                 json.dumps(
                     {
+                        "v": 1,
                         "microscope": "stm1",
                         "action": "pulse",
                         "params": {"bias_V": 2.0, "width_s": -1},
@@ -160,7 +162,38 @@ def test_reply_round_trip() -> None:
     r = Reply(id="abc", status="rejected", detail="bias beyond limit", t_done=1.7e9)
     assert decode_reply(encode_reply(r)) == r
     with pytest.raises(ProtocolError, match=r"reply\.status"):
-        decode_reply([b'{"id":"abc","status":"maybe","t_done":1}'])
+        decode_reply([b'{"v":1,"id":"abc","status":"maybe","t_done":1}'])
+
+
+def test_version_and_numbers_must_be_what_the_protocol_says() -> None:
+    """``v`` is required and is the integer 1; numbers are JSON numbers, never strings or
+    booleans; counts stay within what the journal stores."""
+    data = np.zeros((8, 6), dtype="<f4")
+    good = json.loads(encode_frame(header(), data)[1])
+
+    def message(**changes: object) -> list[bytes]:
+        h = {k: v for k, v in {**good, **changes}.items() if v is not _DROP}
+        return [b"frame.stm1", json.dumps(h).encode(), data.tobytes()]
+
+    for changes, needle in [
+        ({"v": _DROP}, "header.v: expected the integer 1, got nothing"),
+        ({"v": True}, "header.v: expected the integer 1, got True"),
+        ({"v": "1"}, "header.v: expected the integer 1, got '1'"),
+        ({"v": 2}, "header.v: expected the integer 1, got 2"),
+        ({"bias_V": "1.5"}, "header.bias_V: expected a number, got str"),
+        ({"bias_V": True}, "header.bias_V: expected a number, got bool"),
+        ({"seq": 2**63}, "header.seq: Input should be less than or equal to"),
+        ({"seq": 10**30}, "header.seq"),
+        ({"seq": 3.0}, "header.seq: expected an integer, got float"),
+        ({"seq": "7"}, "header.seq: expected an integer, got str"),
+    ]:
+        with pytest.raises(ProtocolError, match=re.escape(needle)):
+            decode_frame(message(**changes))
+    assert decode_frame(message(seq=2**63 - 1))[1].seq == 2**63 - 1
+    assert decode_frame(message(bias_V=2))[1].bias_V == 2.0  # an integer is a number too
+
+
+_DROP = object()
 
 
 def test_events_round_trip_with_topics() -> None:

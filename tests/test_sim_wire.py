@@ -175,7 +175,7 @@ def test_commands_over_a_real_dealer_socket(sim: Sim) -> None:
         sim.next_header()
 
         # a malformed command gets a rejection that says why
-        dealer.send_multipart([b'{"microscope":"stm1","action":"pulse","params":{}}'])
+        dealer.send_multipart([b'{"v":1,"microscope":"stm1","action":"pulse","params":{}}'])
         assert dealer.poll(5000)
         garbage = decode_reply(dealer.recv_multipart())
         assert garbage.status == "rejected" and "params.bias_V" in garbage.detail

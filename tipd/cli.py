@@ -319,7 +319,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     configure(json_lines=args.json_logs, level=args.log_level)
     overrides = {
-        "advisory": True if args.advisory else None,
+        "advisory": True if args.advisory else (False if args.live else None),
         "model": args.model,
         "journal": args.journal,
     }
@@ -596,7 +596,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("--config", type=Path, help="TOML settings (see config/tipd.toml)")
-    p.add_argument("--advisory", action="store_true", help="decide and report, never command")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--advisory",
+        action="store_true",
+        help="decide and report, never command (the default unless the config says otherwise)",
+    )
+    mode.add_argument(
+        "--live",
+        action="store_true",
+        help="send commands to the controller (within the safety limits); only after "
+        "watching tipd in advisory mode on this microscope",
+    )
     p.add_argument("--model", help="default model (when a frame names no known surface)")
     p.add_argument("--journal", type=Path, help="SQLite journal path")
     p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout (journald)")

@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     model: str = "generic"  #: default model when a frame names no known surface
     models: dict[str, str] = {}  #: surface → model name or folder (default: same name)
     journal: Path = Path("tipd-journal.sqlite")  #: SQLite journal (WAL)
-    advisory: bool = False  #: decide and report, never command
+    #: decide and report, never command (the default; going live is a deliberate step:
+    #: ``advisory = false`` or ``tipd run --live``)
+    advisory: bool = True
     window_lines: int = Field(64, ge=8)  #: rolling window of newest lines classified mid-frame
     window_every: int = Field(16, ge=1)  #: classify the window every this many new lines
     #: Let window decisions drive the policy. Off by default: windows are classified and
@@ -89,6 +91,12 @@ class Settings(BaseSettings):
     act_on_windows: bool = False
     queue_frames: int = Field(4, ge=1)  #: per microscope; older frames are skipped under load
     health_s: float = Field(5.0, gt=0)  #: seconds between health events
+    #: microscope ids served at once when ``microscopes`` is empty; frames from more are
+    #: refused with an error event (each microscope holds its frame buffers and safety state)
+    max_microscopes: int = Field(16, ge=1)
+    #: the largest message part accepted on the frame socket, MB (ZeroMQ drops the sender's
+    #: connection beyond it); a 4096 × 4096 float32 frame is 67 MB
+    max_message_mb: float = Field(80.0, gt=0)
     #: this many unfamiliar whole frames in a row on one microscope raise a health event at
     #: once (and it stays in every health event until a familiar frame): tipd is blind there
     blind_after: int = Field(3, ge=1)

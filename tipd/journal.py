@@ -1,6 +1,10 @@
 """The SQLite journal (WAL): every frame received, every decision, every command and reply.
 
 Each write is one short transaction, so a daemon killed at any moment leaves whole rows only.
+A write that fails (a full or failing disk, a locked file) never raises: it is logged, counted
+(:attr:`Journal.failures`), kept in memory (up to :data:`PENDING_MAX` writes, the oldest
+dropped first and counted in :attr:`Journal.dropped`) and tried again, in order, before the
+next write. The file is created readable by its owner only.
 Tables (times are unix seconds):
 
 * ``frames``: microscope, frame_id, seq, kind (``frame``/``window``/``lines``/``error``),
@@ -14,10 +18,19 @@ Tables (times are unix seconds):
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger("tipd.journal")
+
+#: writes kept in memory while the journal cannot be written
+PENDING_MAX = 10_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames (
@@ -42,6 +55,12 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self.failures = 0  #: writes that failed (each try counts)
+        self.dropped = 0  #: writes given up (the pending queue was full)
+        self.last_error = ""
+        self.pending: deque[tuple[str, tuple[Any, ...]]] = deque()
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -64,7 +83,7 @@ class Journal:
         detail: str = "",
         familiarity: float | None = None,
     ) -> None:
-        self.db.execute(
+        self._write(
             "INSERT INTO frames (t, microscope, frame_id, seq, kind, rows_seen, status, state,"
             " confidences, latency_ms, detail, familiarity) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
@@ -94,7 +113,7 @@ class Journal:
         status: str,
         detail: str = "",
     ) -> None:
-        self.db.execute(
+        self._write(
             "INSERT OR REPLACE INTO commands (id, microscope, frame_id, action, params, reason,"
             " status, detail, t_sent) VALUES (?,?,?,?,?,?,?,?,?)",
             (
@@ -111,13 +130,46 @@ class Journal:
         )
 
     def reply(self, command_id: str, status: str, detail: str) -> None:
-        self.db.execute(
+        self._write(
             "UPDATE commands SET status=?, detail=?, t_reply=? WHERE id=?",
             (status, detail, time.time(), command_id),
         )
 
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        """Run one write after any that are pending; on failure keep it for the next try."""
+        self.pending.append((sql, args))
+        if len(self.pending) > PENDING_MAX:
+            self.pending.popleft()
+            self.dropped += 1
+        while self.pending:
+            sql_, args_ = self.pending[0]
+            try:
+                self.db.execute(sql_, args_)
+            except (sqlite3.Error, OverflowError, ValueError) as exc:
+                self.failures += 1
+                if str(exc) != self.last_error or self.failures % 100 == 1:
+                    log.error(
+                        "journal write failed; kept in memory and retried",
+                        path=str(self.path),
+                        error=str(exc),
+                        pending=len(self.pending),
+                    )
+                self.last_error = str(exc)
+                if not isinstance(exc, sqlite3.OperationalError):
+                    self.pending.popleft()  # this row can never be written: not kept
+                    self.dropped += 1
+                    continue
+                return
+            self.pending.popleft()
+            if self.last_error and not self.pending:
+                log.info("journal writable again", path=str(self.path))
+                self.last_error = ""
+
     def close(self) -> None:
-        self.db.close()
+        try:
+            self._write("SELECT 1", ())  # one last try at what is pending
+        finally:
+            self.db.close()
 
 
 def query(

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import numpy as np
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -36,6 +37,7 @@ from pydantic import (
 VERSION = 1
 MAX_SIDE = 4096  #: largest frame side in pixels accepted on the wire
 MAX_HEADER_BYTES = 64 * 1024  #: a JSON header or body larger than this is refused unparsed
+MAX_COUNT = 2**63 - 1  #: largest sequence number or row index (what SQLite stores)
 MICROSCOPE_RE = r"^[A-Za-z0-9_-]{1,64}$"
 DTYPES: dict[str, np.dtype[Any]] = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 
@@ -58,10 +60,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, frozen=True)
 
 
+def _number(value: object) -> object:
+    """A JSON number, not a string of digits or a boolean (which lax validation would take)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _integer(value: object) -> object:
+    """A JSON integer, not a float, string or boolean."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {type(value).__name__} {_short(value)}")
+    return value
+
+
 Microscope = Annotated[str, Field(pattern=MICROSCOPE_RE)]
-Finite = Annotated[float, Field(allow_inf_nan=False, strict=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=False)]
-Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+Finite = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False, strict=False)]
+Positive = Annotated[
+    float, BeforeValidator(_number), Field(gt=0, allow_inf_nan=False, strict=False)
+]
+Side = Annotated[int, BeforeValidator(_integer), Field(ge=1, le=MAX_SIDE)]
+Count = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=MAX_COUNT)]
 
 
 # --------------------------------------------------------------------------- frames in
@@ -80,12 +99,12 @@ class FrameHeader(_Strict):
     v: Literal[1] = 1
     microscope: Microscope
     frame_id: Annotated[str, Field(min_length=1, max_length=128)]
-    seq: Annotated[int, Field(ge=0)]
+    seq: Count
     t_acquired: Positive  #: unix time of the last line in the message, s
     channel: Literal["z", "current"] = "z"
     direction: Literal["forward", "backward"] = "forward"
     shape: tuple[Side, Side]  #: whole frame [rows, cols]
-    first_row: Annotated[int, Field(ge=0)] = 0
+    first_row: Count = 0
     n_rows: Side
     dtype: Literal["<f4", "<f8"] = "<f4"
     unit: Literal["m", "A"] = "m"
@@ -329,6 +348,10 @@ def _parse_json(raw: bytes, what: str) -> dict[str, Any]:
 
 
 def _validate(model: type[M], obj: dict[str, Any], what: str) -> M:
+    version = obj.get("v")
+    if isinstance(version, bool) or not isinstance(version, int) or version != VERSION:
+        got = "nothing" if "v" not in obj else _short(version)
+        raise ProtocolError(f"{what}.v: expected the integer {VERSION}, got {got}")
     try:
         return model.model_validate(obj, strict=False)
     except ValidationError as exc:

@@ -19,6 +19,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -125,11 +126,7 @@ class Daemon:
                 if (folder / "manifest.json").is_file() and folder.name != settings.model:
                     names[folder.name] = folder.name
         names.update(settings.models)
-        loaded = {
-            key: Ensemble(find(name), threads=settings.threads) for key, name in names.items()
-        }
-        for ens in loaded.values():
-            ens.warm_up()
+        loaded = {key: _load_model(name, settings.threads) for key, name in names.items()}
         self.models = loaded
         provider = next(iter(loaded.values())).provider
         log.info(
@@ -147,18 +144,26 @@ class Daemon:
         mic = self.mics.get(name)
         if mic is None:
             s = self.settings
-            limits = Limits(**s.safety.model_dump(exclude={"stop_file"}))
-            desirable = {d for e in self.models.values() for d in e.manifest.desirable}
             mic = Microscope(
                 name,
-                Policy(
-                    desirable,
-                    PolicyConfig(**s.policy.model_dump()),
-                ),
-                SafetyGate(limits=limits, stop_file=s.safety.stop_file),
+                Policy(self._desirable(), PolicyConfig(**s.policy.model_dump())),
+                SafetyGate(limits=_limits(s), stop_file=s.safety.stop_file),
             )
             self.mics[name] = mic
         return mic
+
+    def _desirable(self) -> set[str]:
+        return {d for e in self.models.values() for d in e.manifest.desirable}
+
+    def _apply(self, settings: Settings) -> None:
+        """New settings for every microscope already known: the gates' limits and stop file,
+        the policies' settings and good states. Budgets, spots, streaks and ladders are
+        kept: a reload changes the rules, not what has happened."""
+        for mic in self.mics.values():
+            mic.gate.limits = _limits(settings)
+            mic.gate.stop_file = settings.safety.stop_file
+            mic.policy.config = PolicyConfig(**settings.policy.model_dump())
+            mic.policy.desirable = self._desirable()
 
     # ---------------------------------------------------------------- loop
 
@@ -167,6 +172,7 @@ class Daemon:
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.RCVHWM, 2000)
+        self.sub.setsockopt(zmq.MAXMSGSIZE, int(s.max_message_mb * 1e6))
         if self.curve is not None:
             self.curve.server(self.sub, "frames")
         self.sub.bind(s.endpoints.frames)
@@ -206,10 +212,19 @@ class Daemon:
                 while len(batch) < 256 and await self.sub.poll(0):  # whatever else is waiting
                     batch.append(await self.sub.recv_multipart())
                 self.backlog = len(batch) - 1
-                # under load only the newest message of each microscope is classified
-                newest = {_topic_microscope(parts): k for k, parts in enumerate(batch)}
-                for k, parts in enumerate(batch):
-                    await self.handle(parts, t0, newest[_topic_microscope(parts)] == k)
+                decoded = [_decode(parts) for parts in batch]
+                # under load only the newest valid message of each microscope is classified
+                newest = {
+                    d[1].microscope: k
+                    for k, d in enumerate(decoded)
+                    if not isinstance(d, ProtocolError)
+                }
+                for k, (parts, d) in enumerate(zip(batch, decoded, strict=True)):
+                    mine = isinstance(d, ProtocolError) or newest.get(d[1].microscope) == k
+                    try:  # one message must never stop the daemon, whatever it holds
+                        await self.handle(parts, t0, mine, d)
+                    except Exception as exc:
+                        await self.internal_error(parts, d, exc)
         finally:
             sd_notify("STOPPING=1")
             health.cancel()
@@ -237,13 +252,29 @@ class Daemon:
             log.error("reload failed; keeping the old settings and models", error=str(exc))
             return
         self.settings = settings
+        self._apply(settings)
         self.counters["reloads"] += 1
-        log.info("reloaded")
+        log.info(
+            "reloaded",
+            microscopes=sorted(self.mics),
+            limits=settings.safety.model_dump(mode="json"),
+            advisory=settings.advisory,
+        )
 
     def all_counters(self) -> dict[str, int]:
-        """The counters, with the peers CURVE refused per endpoint (``curve_refused_frames``…)."""
+        """The counters, with the peers CURVE refused per endpoint (``curve_refused_frames``…)
+        and the journal's failed writes, pending and dropped rows (``journal_…``)."""
         refused = self.curve.refused if self.curve is not None else {}
-        return {**self.counters, **{f"curve_refused_{d}": n for d, n in refused.items()}}
+        journal = {
+            "journal_failures": self.journal.failures,
+            "journal_pending": len(self.journal.pending),
+            "journal_dropped": self.journal.dropped,
+        }
+        return {
+            **self.counters,
+            **{f"curve_refused_{d}": n for d, n in refused.items()},
+            **journal,
+        }
 
     def blind(self) -> dict[str, int]:
         """Microscopes whose last ``blind_after`` or more whole frames were unfamiliar: how
@@ -289,14 +320,40 @@ class Daemon:
             ErrorEvent(microscope=mic, what=what, detail=detail[:4000], frame_id=frame_id)
         )
 
-    async def handle(self, parts: list[bytes], t0: float, newest: bool = True) -> None:
-        """One message from the frame socket. Messages that are not the ``newest`` of their
-        microscope in a backlog are validated and assembled but not classified: whole frames
-        are journaled as skipped."""
-        self.counters["messages"] += 1
+    async def internal_error(
+        self,
+        parts: list[bytes],
+        decoded: tuple[str, FrameHeader, np.ndarray] | ProtocolError,
+        exc: Exception,
+    ) -> None:
+        """A message whose handling failed in tipd itself: logged with its traceback,
+        counted, journaled and published as an ``error`` event of kind ``internal``."""
+        header = None if isinstance(decoded, ProtocolError) else decoded[1]
+        microscope = header.microscope if header is not None else "?"
+        log.exception("message handling failed", microscope=microscope)
         try:
-            kind, header, data = decode_frame(parts)
-            check_finite_array(data)
+            frame_id = header.frame_id if header is not None else None
+            await self.error(microscope, "internal", f"{type(exc).__name__}: {exc}", frame_id)
+        except Exception:  # the error path itself failed (events socket): the log has it
+            log.exception("reporting the failure failed too")
+
+    async def handle(
+        self,
+        parts: list[bytes],
+        t0: float,
+        newest: bool = True,
+        decoded: tuple[str, FrameHeader, np.ndarray] | ProtocolError | None = None,
+    ) -> None:
+        """One message from the frame socket (``decoded``: :func:`_decode` of it, if done
+        already). Messages that are not the ``newest`` of their microscope in a backlog are
+        validated and assembled but not classified: whole frames are journaled as skipped."""
+        self.counters["messages"] += 1
+        if decoded is None:
+            decoded = _decode(parts)
+        try:
+            if isinstance(decoded, ProtocolError):
+                raise decoded
+            kind, header, data = decoded
         except ProtocolError as exc:
             microscope = "?"
             if parts and isinstance(parts[0], bytes) and b"." in parts[0]:
@@ -311,6 +368,15 @@ class Daemon:
                 header.microscope,
                 "microscope",
                 f"unknown microscope {header.microscope!r}; configured: {allowed}",
+                header.frame_id,
+            )
+            return
+        if header.microscope not in self.mics and len(self.mics) >= self.settings.max_microscopes:
+            await self.error(
+                header.microscope,
+                "microscope",
+                f"already serving {len(self.mics)} microscopes (max_microscopes); "
+                f"list the ids to serve in `microscopes`",
                 header.frame_id,
             )
             return
@@ -540,10 +606,34 @@ class Daemon:
         )
 
 
-def _topic_microscope(parts: list[bytes]) -> bytes:
-    """The microscope part of a frame message's topic (garbage gets its own key)."""
-    topic = parts[0] if parts and isinstance(parts[0], bytes) else b""
-    return topic.split(b".", 1)[-1]
+def _decode(parts: list[bytes]) -> tuple[str, FrameHeader, np.ndarray] | ProtocolError:
+    """A frame message decoded and checked, or the :class:`ProtocolError` saying why not."""
+    try:
+        kind, header, data = decode_frame(parts)
+        check_finite_array(data)
+    except ProtocolError as exc:
+        return exc
+    return kind, header, data
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(**settings.safety.model_dump(exclude={"stop_file"}))
+
+
+def _load_model(name: str, threads: int) -> Ensemble:
+    """Model ``name`` checked and warmed up; a graph that passes its sha256 check but that ONNX
+    Runtime cannot load or run raises :class:`ModelError` naming the file, like any other
+    model fault."""
+    folder = find(name)
+    try:
+        ens = Ensemble(folder, threads=threads)
+        ens.warm_up()
+    except ModelError:
+        raise
+    except Exception as exc:  # ONNX Runtime's own errors: a corrupt or incompatible graph
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{folder}: ONNX Runtime cannot load it ({first})") from None
+    return ens
 
 
 def run(settings: Settings, config_path: Path | None = None) -> int:
@@ -556,4 +646,11 @@ def run(settings: Settings, config_path: Path | None = None) -> int:
     except CurveError as exc:
         log.error("cannot start: CURVE", error=str(exc))
         return 2
-    return asyncio.run(daemon.run())
+    except (OSError, sqlite3.Error) as exc:
+        log.error("cannot start: journal", path=str(settings.journal), error=str(exc))
+        return 2
+    try:
+        return asyncio.run(daemon.run())
+    except zmq.ZMQError as exc:
+        log.error("cannot start: endpoint", error=str(exc), **settings.endpoints.model_dump())
+        return 2
