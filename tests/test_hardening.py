@@ -319,3 +319,53 @@ def test_live_and_advisory_together_is_a_usage_error(tipd_exe: list[str]) -> Non
     assert run.returncode == 2 and "not allowed with" in run.stderr
     assert "Traceback" not in run.stderr
 
+
+
+def test_the_safety_state_survives_a_restart(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    """Every frame acts; after two pulses or crashes without a good frame the gate wants an
+    operator. A restart on the same journal must not forget that, nor the spots."""
+    models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
+    active = ACTIVE.replace("max_fruitless = 100", "max_fruitless = 2")
+    control = f"tcp://127.0.0.1:{free_port()}"  # nobody answers: commands fail, still count
+    d = start(tmp_path, models, tipd_exe, extra=active, control=control)
+    try:
+        for k in range(12):
+            d.send(encode_frame(frame(frame_id=f"a{k}").header(), GOOD.data))
+            d.events_until("state.stm1", 10.0)
+            time.sleep(0.2)
+            kept = _gate_row(d.journal)
+            if kept and kept["needs_operator"]:
+                break
+    finally:
+        stop(d)
+    assert kept is not None and kept["needs_operator"] and len(kept["spots"]) >= 2
+    t_restart = time.time()
+    d = start(tmp_path, models, tipd_exe, extra=active, control=control)
+    try:
+        for k in range(4):
+            d.send(encode_frame(frame(frame_id=f"b{k}").header(), GOOD.data))
+            d.events_until("state.stm1", 10.0)
+        time.sleep(0.3)
+    finally:
+        out = stop(d)
+    assert "safety state restored" in out
+    after = [
+        c
+        for c in query(d.journal, "commands", last=200)
+        if c["t_sent"] >= t_restart and c["action"] in ("pulse", "crash")
+    ]
+    assert after and all(c["status"] == "refused" for c in after)
+    assert all("needs_operator" in c["detail"] for c in after)
+
+
+def _gate_row(journal: Path) -> dict[str, object] | None:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT state FROM gates WHERE microscope = 'stm1'").fetchone()
+    finally:
+        db.close()
+    return None if row is None else dict(json.loads(row[0]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,27 @@ def test_hold_and_stop_file_halt_everything(tmp_path: Path) -> None:
         assert not verdict.allowed and "stop file" in verdict.reason
     stop.unlink()
     assert g.check(pulse, (0, 0)).allowed
+
+
+def test_a_snapshot_restored_in_a_new_gate_keeps_every_budget_and_spot() -> None:
+    clock = [1000.0]
+    gate = SafetyGate(limits=Limits(max_fruitless=3, cooldown_s=10.0), clock=lambda: clock[0])
+    pulse = Command(microscope="stm1", action="pulse", params={"bias_V": 2.5, "width_s": 0.1})
+    gate.commit(pulse, (5.0, 5.0))
+    clock[0] += 20
+    gate.commit(pulse, (50.0, 5.0))
+    gate.hold()
+    state = gate.snapshot(wall=1.7e9)
+    # a new process: another monotonic clock, 3 s of wall time later
+    clock2 = [42.0]
+    again = SafetyGate(limits=Limits(max_fruitless=3, cooldown_s=10.0), clock=lambda: clock2[0])
+    again.restore(json.loads(json.dumps(state)), wall=1.7e9 + 3)
+    assert again.status() == {**gate.status(), "actions_last_hour": 2}
+    assert again.held and again.fruitless == 2
+    again.release()
+    assert "cooldown" in again.check(pulse, (500.0, 500.0)).reason  # 3 s since the last
+    clock2[0] += 8
+    assert "forbidden area" in again.check(pulse, (6.0, 6.0)).reason
+    assert again.check(pulse, (500.0, 500.0)).allowed
+    again.commit(pulse, (500.0, 500.0))
+    assert again.needs_operator  # the third without a good frame, across the restart

@@ -13,6 +13,8 @@ Tables (times are unix seconds):
 * ``commands``: id, microscope, frame_id, action, params (JSON), reason (JSON), status
   (``sent``, ``refused``, ``advisory``, ``done``, ``rejected``, ``failed``), detail, t_sent,
   t_reply
+* ``gates``: microscope, state (JSON: :meth:`tipd.safety.SafetyGate.snapshot`), t; one row per
+  microscope, replaced at every change, read back at start
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ CREATE TABLE IF NOT EXISTS frames (
 );
 CREATE INDEX IF NOT EXISTS frames_t ON frames (t);
 CREATE INDEX IF NOT EXISTS frames_state ON frames (state);
+CREATE TABLE IF NOT EXISTS gates (
+    microscope TEXT PRIMARY KEY, state TEXT NOT NULL, t REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS commands (
     id TEXT PRIMARY KEY, microscope TEXT NOT NULL, frame_id TEXT, action TEXT NOT NULL,
     params TEXT NOT NULL, reason TEXT, status TEXT NOT NULL, detail TEXT,
@@ -134,6 +139,24 @@ class Journal:
             "UPDATE commands SET status=?, detail=?, t_reply=? WHERE id=?",
             (status, detail, time.time(), command_id),
         )
+
+    def gate(self, microscope: str, state: dict[str, Any]) -> None:
+        """Keep ``microscope``'s safety-gate state (replacing the one kept before)."""
+        self._write(
+            "INSERT OR REPLACE INTO gates (microscope, state, t) VALUES (?,?,?)",
+            (microscope, json.dumps(state), time.time()),
+        )
+
+    def gate_state(self, microscope: str) -> dict[str, Any] | None:
+        """The safety-gate state last kept for ``microscope`` (None: none, or unreadable)."""
+        try:
+            row = self.db.execute(
+                "SELECT state FROM gates WHERE microscope = ?", (microscope,)
+            ).fetchone()
+            return None if row is None else dict(json.loads(row[0]))
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            log.error("journal: safety state unreadable", microscope=microscope, error=str(exc))
+            return None
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         """Run one write after any that are pending; on failure keep it for the next try."""

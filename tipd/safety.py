@@ -15,7 +15,8 @@ A stop file halts every command (an operator has taken over); ``hold`` and
 it never clips: a command outside a limit is not what the policy meant, and
 a smaller one is not safer by construction. One :class:`SafetyGate` per microscope; checks are
 pure (:meth:`SafetyGate.check`), and only :meth:`SafetyGate.commit` changes the budgets, once a
-command has really been sent.
+command has really been sent. :meth:`SafetyGate.snapshot` and :meth:`SafetyGate.restore` carry
+the whole state across a restart (the daemon keeps it in its journal).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tipd.protocol import CONDITIONING, Command, CrashParams, MoveParams, PulseParams
 
@@ -173,6 +175,42 @@ class SafetyGate:
         """An operator looked: clear ``needs_operator`` and the fruitless run."""
         self.needs_operator = False
         self.fruitless = 0
+
+    def snapshot(self, wall: float | None = None) -> dict[str, Any]:
+        """The gate's state as plain JSON-able data: ``held``, ``needs_operator``,
+        ``fruitless``, the unix times (s) of the conditioning actions of the last hour
+        (``times``) and of the last one (``last``), and every conditioned spot (``spots``,
+        nm). Times are unix seconds, since the monotonic clock does not survive a restart;
+        ``wall`` is now in unix seconds (default: the system clock)."""
+        now, wall_now = self.clock(), time.time() if wall is None else wall
+
+        def unix(t: float) -> float:
+            return wall_now - (now - t)
+
+        return {
+            "held": self.held,
+            "needs_operator": self.needs_operator,
+            "fruitless": self.fruitless,
+            "times": [unix(t) for t in self._times if now - t < 3600.0],
+            "last": None if self._last is None else unix(self._last),
+            "spots": [[float(x), float(y)] for x, y in self._spots],
+        }
+
+    def restore(self, state: dict[str, Any], wall: float | None = None) -> None:
+        """Take back a :meth:`snapshot` (after a restart): the budgets, cooldown, spots,
+        fruitless run, hold and ``needs_operator`` go on where they were."""
+        now, wall_now = self.clock(), time.time() if wall is None else wall
+
+        def monotonic(t: float) -> float:
+            return now - (wall_now - float(t))
+
+        self.held = bool(state.get("held", False))
+        self.needs_operator = bool(state.get("needs_operator", False))
+        self.fruitless = int(state.get("fruitless", 0))
+        self._times = deque(monotonic(t) for t in state.get("times", []))
+        last = state.get("last")
+        self._last = None if last is None else monotonic(last)
+        self._spots = [(float(x), float(y)) for x, y in state.get("spots", [])]
 
     def status(self) -> dict[str, object]:
         now = self.clock()

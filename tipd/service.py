@@ -149,8 +149,16 @@ class Daemon:
                 Policy(self._desirable(), PolicyConfig(**s.policy.model_dump())),
                 SafetyGate(limits=_limits(s), stop_file=s.safety.stop_file),
             )
+            kept = self.journal.gate_state(name)
+            if kept is not None:
+                mic.gate.restore(kept)
+                log.info("safety state restored", microscope=name, **mic.gate.status())
             self.mics[name] = mic
         return mic
+
+    def keep_gate(self, mic: Microscope) -> None:
+        """Write ``mic``'s safety-gate state to the journal, so a restart goes on from it."""
+        self.journal.gate(mic.name, mic.gate.snapshot())
 
     def _desirable(self) -> set[str]:
         return {d for e in self.models.values() for d in e.manifest.desirable}
@@ -492,10 +500,12 @@ class Daemon:
             await self._count_unfamiliar(mic, decision)
         if kind == "window" and not self.settings.act_on_windows:
             return  # reported above, not acted on (see Settings.act_on_windows)
-        if decision.desirable or (
+        good = decision.desirable or (
             kind == "frame" and mic.policy.good(decision.state, decision.bad)
-        ):
+        )
+        if good and mic.gate.fruitless:  # the fruitless run ends (kept only when it changes)
             mic.gate.good_frame()
+            self.keep_gate(mic)
         for proposal in mic.policy.observe(
             decision.state,
             decision.confidence,
@@ -572,6 +582,7 @@ class Daemon:
                 mic.policy.refused(proposal)
             return False
         mic.gate.commit(command, mic.position_nm)
+        self.keep_gate(mic)
         self.counters["commands"] += 1
         self.journal.command(command.id, mic.name, frame_id, command.action, params, reason, "sent")
         await self.events.publish(ActionEvent(microscope=mic.name, command=command))
