@@ -6,7 +6,7 @@ set -euo pipefail
 out=${DEMO_OUT:-demo-out}
 surface=${DEMO_SURFACE:-au111}
 mkdir -p "$out"
-rm -f "$out/journal.sqlite"* "$out/sim-truth.jsonl"
+rm -f "$out/journal.sqlite"* "$out/sim-truth.jsonl" "$out/sim-truth.executed.jsonl"
 tipd=.venv/bin/tipd
 pids=()
 cleanup() {

@@ -83,7 +83,9 @@ def sim(tmp_path: Path, tipd_exe: list[str]) -> Iterator[Sim]:
         stderr=subprocess.STDOUT,
     )
     try:
-        yield Sim(proc, sub, f"tcp://127.0.0.1:{control_port}", truth)
+        running = Sim(proc, sub, f"tcp://127.0.0.1:{control_port}", truth)
+        yield running
+        proc = running.proc  # a test may have killed the sim and started it again
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -319,3 +321,34 @@ def test_a_restarted_controller_does_not_execute_a_resent_command(
         if json.loads(x)["record"] == "command"
     ]
     assert [e["id"] for e in executed] == [move.id]
+
+
+def test_an_id_is_executed_once_across_a_crash_of_the_sim(sim: Sim) -> None:
+    """The sim writes each id to its executed file before acting and the reply before
+    answering. Killed and started again (without even its truth log), it answers a resent id
+    from that file, and an id it had begun but never answered is not carried out again."""
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(sim.control)
+    executed = sim.truth.with_name(sim.truth.stem + ".executed.jsonl")
+    try:
+        sim.next_header()
+        move = Command(microscope="stm1", action="move", params={"dx_nm": 40.0, "dy_nm": 0.0})
+        first = send(dealer, move)
+        assert first.status == "done"
+        sim.proc.kill()
+        sim.proc.wait(10)
+        sim.truth.unlink()
+        torn = Command(microscope="stm1", action="pulse", params={"bias_V": 2.0, "width_s": 0.1})
+        with executed.open("a") as fh:  # killed after beginning this one, before its reply
+            fh.write(json.dumps({"begin": True, "id": torn.id, "t": 1.7e9}) + "\n")
+            fh.write('{"reply": {"id": "half a li')  # and mid-write
+        sim.proc = subprocess.Popen(sim.proc.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert send(dealer, move) == first  # answered from the file, not moved again
+        interrupted = send(dealer, torn)
+        assert interrupted.status == "failed" and "interrupted" in interrupted.detail
+        time.sleep(0.3)
+    finally:
+        dealer.close()
+    commands = [r for r in sim.truth_records() if r["record"] == "command"]
+    assert commands == []  # the restarted sim executed nothing

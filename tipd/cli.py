@@ -72,6 +72,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         rates=rates,
         start_tip=args.start_tip,
         name=args.microscope,
+        executed=args.executed or args.truth.with_name(args.truth.stem + ".executed.jsonl"),
     )
     from tipd.curve import CurveError
 
@@ -139,6 +140,7 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
         surface=args.surface,
         poll_s=args.poll,
         limits=limits,
+        executed=args.executed,
     )
     try:
         client = NanonisClient(args.host, args.port, timeout_s=args.timeout)
@@ -441,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bias", type=float, default=8.0, help="bridge limit: |bias|, V")
     p.add_argument("--max-crash", type=float, default=3.0, help="bridge limit: crash depth, nm")
     p.add_argument("--max-move", type=float, default=1000.0, help="bridge limit: one move, nm")
+    p.add_argument(
+        "--executed",
+        type=Path,
+        default=Path("nanonis-executed.jsonl"),
+        help="file that keeps executed command ids across a crash of the bridge, written "
+        "before each action (default ./nanonis-executed.jsonl)",
+    )
     _add_curve_args(p)
     p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout")
     p.set_defaults(func=_cmd_bridge)
@@ -483,6 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("sim-truth.jsonl"),
         help="JSON-lines truth log (default ./sim-truth.jsonl)",
+    )
+    p.add_argument(
+        "--executed",
+        type=Path,
+        help="file that keeps executed command ids across a crash of the sim, written before "
+        "each action (default: beside the truth log, NAME.executed.jsonl)",
     )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument(

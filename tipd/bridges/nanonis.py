@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,9 @@ class BridgeConfig:
     poll_s: float = 0.2
     chunk_lines: int = 16
     limits: Limits = field(default_factory=Limits)
+    #: keeps executed command ids across a crash of the bridge (:mod:`tipd.once`); None: in
+    #: memory only
+    executed: Path | None = None
 
 
 class NanonisBridge:
@@ -98,7 +102,7 @@ class NanonisBridge:
         self.router.bind(self.config.control)
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
-        self.executed = RepliesById()
+        self.executed = RepliesById(path=self.config.executed)
         self.withdrawn = False
         self.scanning = False
         self.frames_done = 0
@@ -232,6 +236,7 @@ class NanonisBridge:
             refusal = f"this is microscope {self.config.microscope!r}, not {command.microscope!r}"
         elif not refusal and self.withdrawn and command.action in CONDITIONING:
             refusal = "the tip is withdrawn: move or rescan to approach first"
+        self.executed.begin(command.id)  # before acting: a crash from here on is not redone
         if refusal:
             reply = Reply(id=command.id, status="rejected", detail=refusal, t_done=time.time())
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -131,7 +132,10 @@ class VirtualMicroscope:
         start_tip: str = "sharp",
         name: str = "stm1",
         limits: SimLimits | None = None,
+        executed: Path | None = None,
     ) -> None:
+        """``executed``: the file that keeps executed command ids across a crash of the
+        microscope (:mod:`tipd.once`); None keeps them in memory only."""
         self.tax = taxonomy(surface)
         self.surface = surface
         self.name = name
@@ -149,7 +153,7 @@ class VirtualMicroscope:
         self._line_offset = 0.0
         self._z_offset = 0.0
         self.frame: _FrameState | None = None
-        self._executed = RepliesById()
+        self._executed = RepliesById(path=executed)
         self.dropped: list[dict[str, Any]] = []  #: truth of frames abandoned mid-scan
 
     # ----------------------------------------------------------------- scanning
@@ -354,6 +358,7 @@ class VirtualMicroscope:
         elif refusal is None and self.withdrawn and command.action in CONDITIONING:
             refusal = "the tip is withdrawn: move or rescan to approach first"
         before = self.tip.to_dict()
+        self._executed.begin(command.id)  # before acting: a crash from here on is not redone
         if refusal is not None:
             reply, seconds = (
                 Reply(id=command.id, status="rejected", detail=refusal, t_done=time.time()),
