@@ -247,3 +247,34 @@ def test_daemon_refuses_to_bind_beyond_loopback_without_keys(
     out = subprocess.run([*tipd_exe, "run"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "bind beyond loopback, so CURVE is required" in out.stdout + out.stderr
+
+
+def test_keys_never_overwrites_a_pair_and_says_so(tmp_path: Path, tipd_exe: list[str]) -> None:
+    first = subprocess.run(
+        [*tipd_exe, "keys", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert first.returncode == 0
+    secret = (tmp_path / "tipd.key_secret").read_bytes()
+    again = subprocess.run(
+        [*tipd_exe, "keys", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 2 and "exists" in again.stderr and "--replace" in again.stderr
+    assert "Traceback" not in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "tipd.key_secret").read_bytes() == secret
+    replaced = subprocess.run(
+        [*tipd_exe, "keys", str(tmp_path), "--replace"], capture_output=True, text=True, timeout=60
+    )
+    assert replaced.returncode == 0 and (tmp_path / "tipd.key_secret").read_bytes() != secret
+
+
+def test_a_secret_key_others_can_read_is_loaded_with_a_warning(
+    keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tipd.curve import Curve
+
+    loose = tmp_path / "loose.key_secret"
+    loose.write_bytes((keys / "tipd.key_secret").read_bytes())
+    loose.chmod(0o644)
+    Curve.from_files(loose)
+    out = capsys.readouterr()
+    assert "secret key readable by others" in out.out + out.err

@@ -110,9 +110,13 @@ def _curve_from_args(args: argparse.Namespace) -> Curve | None:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from tipd.curve import generate
+    from tipd.curve import CurveError, generate
 
-    public, secret = generate(args.directory, args.name)
+    try:
+        public, secret = generate(args.directory, args.name, replace=args.replace)
+    except (CurveError, OSError) as exc:
+        print(f"tipd keys: {exc}", file=sys.stderr)
+        return 2
     print(f"public key {public}  (give it to the peers)\nsecret key {secret}  (keep it here)")
     return 0
 
@@ -425,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", help="make a CURVE key pair for an endpoint")
     p.add_argument("directory", type=Path, help="where to write NAME.key and NAME.key_secret")
     p.add_argument("--name", default="tipd", help="key pair name (default tipd)")
+    p.add_argument(
+        "--replace", action="store_true", help="overwrite an existing pair of that name"
+    )
     p.set_defaults(func=_cmd_keys)
 
     p = sub.add_parser("bridge", help="put a real controller on wire protocol v1")

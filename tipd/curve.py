@@ -16,6 +16,7 @@ context; :class:`AllowList` is its credentials provider.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,26 @@ class CurveError(Exception):
     """Keys missing or unreadable, or CURVE required and not configured."""
 
 
-def generate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A new key pair ``directory/name.key`` (public) and ``name.key_secret`` (mode 0600)."""
+def generate(directory: Path, name: str, replace: bool = False) -> tuple[Path, Path]:
+    """A new key pair ``directory/name.key`` (public) and ``name.key_secret`` (mode 0600).
+
+    An existing pair is never overwritten unless ``replace`` (its peers would lose tipd):
+    :class:`CurveError` names it instead."""
+    pair = (directory / f"{name}.key", directory / f"{name}.key_secret")
+    existing = [p for p in pair if p.exists()]
+    if existing and not replace:
+        raise CurveError(
+            f"{existing[0]} exists; its peers know it. Pick another --name, or --replace to "
+            "make a new pair (every peer then needs the new public key)"
+        )
     directory.mkdir(parents=True, exist_ok=True)
-    public, secret = (Path(p) for p in zmq.auth.create_certificates(str(directory), name))
+    old = os.umask(0o077)  # the secret key is never readable by others, not even for a moment
+    try:
+        public, secret = (Path(p) for p in zmq.auth.create_certificates(str(directory), name))
+    finally:
+        os.umask(old)
     secret.chmod(0o600)
+    public.chmod(0o644)
     return public, secret
 
 
@@ -49,6 +65,12 @@ def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
         raise CurveError(f"cannot read CURVE key {path}: {exc}") from exc
     if secret and not private:
         raise CurveError(f"{path} holds no secret key (use the .key_secret file)")
+    if secret and path.stat().st_mode & 0o077:
+        log.warning(
+            "secret key readable by others; chmod 600 it",
+            path=str(path),
+            mode=oct(path.stat().st_mode & 0o777),
+        )
     return public, private
 
 
