@@ -369,3 +369,35 @@ def _gate_row(journal: Path) -> dict[str, object] | None:
     finally:
         db.close()
     return None if row is None else dict(json.loads(row[0]))
+
+
+def test_a_flood_of_garbage_costs_a_bounded_number_of_reports(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    d = start(
+        tmp_path,
+        model_dir(tiny_model, tmp_path / "models"),
+        tipd_exe,
+        extra="error_events_per_s = 5\n",
+    )
+    try:
+        for _ in range(300):
+            d.send([b"frame.stm1", b"{garbage", b"\x00"])
+        d.send(encode_frame(frame(frame_id="after").header(), GOOD.data))
+        events = d.events_until("state.stm1", 20.0)
+        end = time.monotonic() + 3.0  # the summary follows within two seconds
+        while time.monotonic() < end:
+            events += d.events_until("health", 5.0)
+    finally:
+        stop(d)
+    errors = [e for t, e in events if t.startswith("error")]
+    full = [e for e in errors if e["what"] == "protocol"]
+    summaries = [e for e in errors if "counted but not reported" in str(e["detail"])]
+    assert 5 <= len(full) <= 10 and summaries
+    health = [e for t, e in events if t == "health"][-1]
+    counters = health["counters"]
+    assert isinstance(counters, dict)
+    assert counters["error_protocol"] == 300  # every message counted
+    assert counters["errors_held_back"] >= 290 - 5
+    rows = query(d.journal, last=1000)
+    assert sum(r["status"] == "rejected" for r in rows) <= 10

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     act_on_windows: bool = False
     queue_frames: int = Field(4, ge=1)  #: per microscope; older frames are skipped under load
     health_s: float = Field(5.0, gt=0)  #: seconds between health events
+    #: full reports (log, journal row, event) of one kind of error from one microscope per
+    #: second; more are counted and summarised (``tipd.ratelimit``)
+    error_events_per_s: int = Field(20, ge=1)
+    #: frame rows older than this are dropped from the journal (commands are kept)
+    retention_days: float = Field(30.0, gt=0)
     #: microscope ids served at once when ``microscopes`` is empty; frames from more are
     #: refused with an error event (each microscope holds its frame buffers and safety state)
     max_microscopes: int = Field(16, ge=1)

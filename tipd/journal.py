@@ -140,6 +140,10 @@ class Journal:
             (status, detail, time.time(), command_id),
         )
 
+    def prune(self, before: float) -> None:
+        """Drop frame rows older than unix time ``before`` (commands and gates are kept)."""
+        self._write("DELETE FROM frames WHERE t < ?", (before,))
+
     def gate(self, microscope: str, state: dict[str, Any]) -> None:
         """Keep ``microscope``'s safety-gate state (replacing the one kept before)."""
         self._write(

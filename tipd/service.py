@@ -54,6 +54,7 @@ from tipd.protocol import (
     check_finite_array,
     decode_frame,
 )
+from tipd.ratelimit import ErrorBudget
 from tipd.safety import Limits, SafetyGate
 from tipd.taxonomy import UNFAMILIAR
 
@@ -113,6 +114,8 @@ class Daemon:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.unknown_surfaces: set[str] = set()
         self.backlog = 0  #: messages that were waiting behind the last one received
+        self.error_budget = ErrorBudget(settings.error_events_per_s)
+        self.pruned = 0.0  #: unix time the journal was last pruned
 
     # ---------------------------------------------------------------- models
 
@@ -290,35 +293,69 @@ class Daemon:
         n = self.settings.blind_after
         return {m.name: m.unfamiliar for m in self.mics.values() if m.unfamiliar >= n}
 
-    async def _health(self) -> None:
-        watchdog = os.environ.get("WATCHDOG_USEC")
-        while True:
-            provider = self.models["*"].provider
+    async def _summarise_errors(self) -> None:
+        """One ``error`` event per key whose reports were held back in its last window."""
+        for (microscope, what), held in self.error_budget.due(time.monotonic()):
+            detail = f"{held} more '{what}' errors in one second, counted but not reported"
+            log.warning("errors held back", microscope=microscope, what=what, count=held)
             await self.events.publish(
-                HealthEvent(
-                    microscope="*",
-                    uptime_s=time.monotonic() - self.started,
-                    provider=provider,
-                    queue_depth=self.backlog,
-                    counters=self.all_counters(),
-                    blind=self.blind(),
+                ErrorEvent(
+                    microscope=microscope if microscope != "?" else "*",
+                    what=what if what != "*" else "flood",
+                    detail=detail,
                 )
             )
-            sd_notify(f"STATUS=frames {self.counters['frames']}, errors {self.counters['errors']}")
+
+    async def _health(self) -> None:
+        """Every ``health_s``: a health event and systemd's status (and watchdog); every
+        second: summaries of held-back errors; every hour: journal retention."""
+        watchdog = os.environ.get("WATCHDOG_USEC")
+        next_health = time.monotonic()
+        while True:
+            await self._summarise_errors()
+            self._prune_journal()
+            if time.monotonic() >= next_health:
+                next_health = time.monotonic() + self.settings.health_s
+                await self.events.publish(
+                    HealthEvent(
+                        microscope="*",
+                        uptime_s=time.monotonic() - self.started,
+                        provider=self.models["*"].provider,
+                        queue_depth=self.backlog,
+                        counters=self.all_counters(),
+                        blind=self.blind(),
+                    )
+                )
+                frames, errors = self.counters["frames"], self.counters["errors"]
+                sd_notify(f"STATUS=frames {frames}, errors {errors}")
             if watchdog:
                 sd_notify("WATCHDOG=1")
-            period = self.settings.health_s
+            period = min(self.settings.health_s, 1.0)
             if watchdog:
                 period = min(period, int(watchdog) / 2e6)
             await asyncio.sleep(period)
+
+    def _prune_journal(self) -> None:
+        """Once an hour, drop frame rows older than ``retention_days`` (commands are kept)."""
+        now = time.time()
+        if now - self.pruned < 3600:
+            return
+        self.pruned = now
+        self.journal.prune(now - self.settings.retention_days * 86400)
 
     # ---------------------------------------------------------------- frames
 
     async def error(
         self, microscope: str, what: str, detail: str, frame_id: str | None = None
     ) -> None:
+        """Report a rejected message (log, journal, ``error`` event) and count it; beyond
+        ``error_events_per_s`` of one kind from one microscope, count it only (a summary
+        follows, see :mod:`tipd.ratelimit`)."""
         self.counters["errors"] += 1
         self.counters[f"error_{what}"] += 1
+        if not self.error_budget.admit((microscope, what), time.monotonic()):
+            self.counters["errors_held_back"] += 1
+            return
         log.warning("rejected", microscope=microscope, what=what, detail=detail, frame_id=frame_id)
         self.journal.frame(
             microscope, frame_id, None, "error", None, "rejected", detail=f"{what}: {detail}"
