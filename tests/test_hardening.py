@@ -401,3 +401,35 @@ def test_a_flood_of_garbage_costs_a_bounded_number_of_reports(
     assert counters["errors_held_back"] >= 290 - 5
     rows = query(d.journal, last=1000)
     assert sum(r["status"] == "rejected" for r in rows) <= 10
+
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "tipd.service"
+
+
+def test_the_systemd_unit_is_sandboxed_but_lets_the_gpu_through() -> None:
+    keys: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            keys.setdefault(k, []).append(v)
+    assert keys["UMask"] == ["0077"] and keys["MemoryMax"] and keys["TasksMax"]
+    assert "PrivateDevices" not in keys  # it would hide /dev/nvidia*, and the GPU with it
+    assert keys["DevicePolicy"] == ["closed"]
+    assert any("nvidiactl" in v for v in keys["DeviceAllow"])
+    assert keys["ExecStart"][0].split()[1:3] == ["run", "--config"]
+
+
+def test_systemd_rates_the_unit_below_exposure_2() -> None:
+    import shutil
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:  # pragma: no cover - every Debian machine has it
+        pytest.skip("systemd-analyze not installed")
+    out = subprocess.run(
+        [analyze, "security", "--offline=true", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    level = float(out.stdout.split("Overall exposure level for tipd.service:")[1].split()[0])
+    assert level < 2.0, out.stdout[-3000:]
