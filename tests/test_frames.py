@@ -54,3 +54,20 @@ def test_header_round_trip_from_frame() -> None:
     back = Frame.from_header(f.header(), f.data)
     np.testing.assert_array_equal(back.data, f.data)
     assert back.scan_size_nm == f.scan_size_nm and back.pixel_size_nm == (7.5, 3.0)
+
+
+def test_a_frame_buffer_holds_what_has_arrived_not_what_a_header_promises() -> None:
+    big = Frame(
+        data=np.zeros((4096, 4096), dtype=np.float32), scan_size_nm=(100.0, 100.0), frame_id="big"
+    )
+    asm = LineAssembler()
+    partial = asm.add(big.header(0, 1), big.data[:1])
+    assert partial.frame.data.nbytes <= 4096 * 8  # one line, not 134 MB
+    z = np.arange(64 * 8, dtype=np.float32).reshape(64, 8)
+    f = Frame(data=z, scan_size_nm=(10.0, 10.0), frame_id="grow")
+    order = [(32, 8), (0, 16), (48, 16), (16, 16), (40, 8)]  # out of order, the end early
+    for first, n in order:
+        partial = asm.add(f.header(first, n), z[first : first + n])
+        assert partial.frame.data.shape[0] <= 64
+    assert partial.complete
+    np.testing.assert_array_equal(partial.frame.data, z)

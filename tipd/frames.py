@@ -102,11 +102,27 @@ class Frame:
 
 @dataclass
 class PartialFrame:
-    """A frame being assembled from line chunks: ``rows_seen`` rows filled so far."""
+    """A frame being assembled from line chunks: ``rows_seen`` rows filled so far.
+
+    ``frame.data`` holds the rows up to the furthest one received (NaN where none arrived),
+    and grows as rows arrive: a sender cannot make tipd hold a whole frame's buffer with one
+    line. ``shape`` is the whole frame's ``(rows, cols)``."""
 
     frame: Frame
     filled: np.ndarray  #: bool, shape (rows,), True where the row has arrived
+    shape: tuple[int, int]
     last_row: int = -1  #: index of the newest row received
+
+    def hold(self, stop: int) -> None:
+        """Make ``frame.data`` hold rows ``0 .. stop - 1`` at least (doubling, at most the
+        whole frame)."""
+        have = self.frame.data.shape[0]
+        if stop <= have:
+            return
+        rows = min(self.shape[0], max(stop, 2 * have))
+        grown = np.full((rows, self.shape[1]), np.nan)
+        grown[:have] = self.frame.data
+        self.frame.data = grown
 
     @property
     def rows_seen(self) -> int:
@@ -133,20 +149,22 @@ class LineAssembler:
         """Add one chunk (shape ``(header.n_rows, cols)``); return the frame so far."""
         key = (header.microscope, header.frame_id)
         partial = self._open.get(key)
+        stop = header.first_row + header.n_rows
         if partial is None:
-            frame = Frame.from_header(header, np.full((header.n_rows, header.shape[1]), np.nan))
-            partial = PartialFrame(frame, np.zeros(header.shape[0], dtype=bool))
+            start = header.model_copy(update={"shape": (stop, header.shape[1])})
+            frame = Frame.from_header(start, data)
+            partial = PartialFrame(frame, np.zeros(header.shape[0], dtype=bool), header.shape)
             self._open[key] = partial
             self._evict(header.microscope)
-        elif partial.frame.shape != tuple(header.shape) or partial.frame.scan_size_nm != tuple(
+        elif partial.shape != tuple(header.shape) or partial.frame.scan_size_nm != tuple(
             header.scan_size_nm
         ):
             raise ProtocolError(
-                f"header.shape: expected {list(partial.frame.shape)} and scan_size_nm "
+                f"header.shape: expected {list(partial.shape)} and scan_size_nm "
                 f"{list(partial.frame.scan_size_nm)} as in frame {header.frame_id!r}'s first "
                 f"chunk, got {list(header.shape)} and {list(header.scan_size_nm)}"
             )
-        stop = header.first_row + header.n_rows
+        partial.hold(stop)
         partial.frame.data[header.first_row : stop] = data
         partial.filled[header.first_row : stop] = True
         partial.last_row = stop - 1
