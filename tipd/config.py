@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     #: microscope ids served at once when ``microscopes`` is empty; frames from more are
     #: refused with an error event (each microscope holds its frame buffers and safety state)
     max_microscopes: int = Field(16, ge=1)
+    #: messages waiting on the frame socket at most (ZeroMQ's receive high-water mark); under
+    #: a flood the newest are what matter, and memory stays below this × the message size
+    queue_messages: int = Field(1000, ge=1)
     #: the largest message part accepted on the frame socket, MB (ZeroMQ drops the sender's
     #: connection beyond it); a 4096 × 4096 float32 frame is 67 MB
     max_message_mb: float = Field(80.0, gt=0)

@@ -182,7 +182,7 @@ class Daemon:
         s = self.settings
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, 2000)
+        self.sub.setsockopt(zmq.RCVHWM, s.queue_messages)
         self.sub.setsockopt(zmq.MAXMSGSIZE, int(s.max_message_mb * 1e6))
         if self.curve is not None:
             self.curve.server(self.sub, "frames")
