@@ -135,6 +135,7 @@ health_s = 0.5
 frames = "{frames_ep}"
 control = "{control_ep}"
 events = "{events_ep}"
+operator = "tcp://127.0.0.1:{_port()}"
 """)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tipd.cli", "run", "--config", str(tmp / "tipd.toml")],

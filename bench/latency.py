@@ -84,6 +84,7 @@ window_every = 16
 frames = "{frames_ep}"
 control = "{control_ep}"
 events = "{events_ep}"
+operator = "tcp://127.0.0.1:{port()}"
 """)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tipd.cli", "run", "--config", str(tmp / "tipd.toml")],

@@ -103,7 +103,7 @@ def free_port() -> int:
 def stream_to_daemon(model: str, frames: list[Frame], repeat: int) -> dict[str, list[str]]:
     """Run ``tipd run --advisory --model MODEL``, publish each frame ``repeat`` times (waiting
     for each decision), and return per microscope the actions it decided."""
-    ports = {k: free_port() for k in ("frames", "control", "events")}
+    ports = {k: free_port() for k in ("frames", "control", "events", "operator")}
     with tempfile.TemporaryDirectory() as tmp:
         journal = Path(tmp) / "journal.sqlite"
         env = {

@@ -172,6 +172,7 @@ health_s = 0.2
 [endpoints]
 frames = "{frames}"
 events = "{events}"
+operator = "tcp://127.0.0.1:{free_port()}"
 control = "tcp://127.0.0.1:{free_port()}"
 [security]
 secret_key = "{keys / "tipd.key_secret"}"

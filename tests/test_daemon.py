@@ -102,6 +102,7 @@ health_s = 0.2
 frames = "{frames}"
 control = "{control_ep}"
 events = "{events}"
+operator = "tcp://127.0.0.1:{free_port()}"
 """)
     env = {**os.environ, "TIPD_MODELS_DIR": str(models)}
     proc = subprocess.Popen(

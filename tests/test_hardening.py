@@ -70,6 +70,7 @@ def test_the_daemon_goes_on_when_its_journal_is_full_and_catches_up(
             "frames": f"tcp://127.0.0.1:{ports[0]}",
             "control": f"tcp://127.0.0.1:{ports[1]}",
             "events": f"tcp://127.0.0.1:{ports[2]}",
+            "operator": f"tcp://127.0.0.1:{free_port()}",
         },
     )
 
@@ -148,6 +149,7 @@ def test_an_exception_while_handling_one_message_is_an_error_event_not_an_exit(
             "frames": f"tcp://127.0.0.1:{ports[0]}",
             "control": f"tcp://127.0.0.1:{ports[1]}",
             "events": f"tcp://127.0.0.1:{ports[2]}",
+            "operator": f"tcp://127.0.0.1:{free_port()}",
         },
     )
 

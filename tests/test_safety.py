@@ -161,8 +161,10 @@ def test_a_snapshot_restored_in_a_new_gate_keeps_every_budget_and_spot() -> None
     clock2 = [42.0]
     again = SafetyGate(limits=Limits(max_fruitless=3, cooldown_s=10.0), clock=lambda: clock2[0])
     again.restore(json.loads(json.dumps(state)), wall=1.7e9 + 3)
-    assert again.status() == {**gate.status(), "actions_last_hour": 2}
-    assert again.held and again.fruitless == 2
+    same = ("held", "needs_operator", "fruitless", "actions_last_hour", "stopped")
+    assert {k: again.status()[k] for k in same} == {k: gate.status()[k] for k in same}
+    assert again.held and again.fruitless == 2 and again.held_by == gate.held_by
+    assert any("cooldown: 7.0 s left" in r for r in again.reasons())  # 3 s of 10 gone
     again.release()
     assert "cooldown" in again.check(pulse, (500.0, 500.0)).reason  # 3 s since the last
     clock2[0] += 8
@@ -170,3 +172,30 @@ def test_a_snapshot_restored_in_a_new_gate_keeps_every_budget_and_spot() -> None
     assert again.check(pulse, (500.0, 500.0)).allowed
     again.commit(pulse, (500.0, 500.0))
     assert again.needs_operator  # the third without a good frame, across the restart
+
+
+def test_reasons_say_why_the_gate_refuses_and_what_clears_it(tmp_path: Path) -> None:
+    clock = [0.0]
+    stop = tmp_path / "STOP"
+    gate = SafetyGate(
+        limits=Limits(max_fruitless=2, max_actions_per_hour=2, cooldown_s=0.0),
+        stop_file=stop,
+        clock=lambda: clock[0],
+    )
+    pulse = Command(microscope="stm1", action="pulse", params={"bias_V": 2.5, "width_s": 0.1})
+    assert gate.reasons() == []
+    gate.commit(pulse, (0.0, 0.0))
+    clock[0] = 600.0
+    gate.commit(pulse, (100.0, 0.0))
+    reasons = gate.reasons()
+    assert any(r.startswith("needs_operator since") and "tipd reset" in r for r in reasons)
+    assert any("next is allowed in 50 min" in r for r in reasons)
+    gate.hold("ada")
+    stop.touch()
+    reasons = gate.reasons()
+    assert reasons[0].startswith("stop file") and "on hold by ada since" in reasons[1]
+    gate.release()
+    gate.reset_operator()
+    stop.unlink()
+    clock[0] = 3600.0 + 601.0
+    assert gate.reasons() == [] and gate.status()["refusing"] == []

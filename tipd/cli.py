@@ -333,6 +333,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(settings, args.config)
 
 
+def _cmd_operator(args: argparse.Namespace) -> int:
+    """``tipd hold | release | reset | status``: one request to the running daemon."""
+    from tipd import config
+    from tipd.operator import NoAnswerError, ask, describe
+    from tipd.protocol import OperatorRequest, ProtocolError
+
+    try:
+        endpoint = args.endpoint or config.load(args.config).endpoints.operator
+    except (OSError, ValueError) as exc:
+        print(f"tipd {args.op}: {exc}", file=sys.stderr)
+        return 2
+    request = OperatorRequest(op=args.op, microscope=args.microscope, who=args.who)
+    try:
+        reply = ask(endpoint, request, args.timeout, _curve_from_args(args))
+    except (NoAnswerError, ProtocolError) as exc:
+        print(f"tipd {args.op}: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(reply.model_dump_json())
+    else:
+        print("\n".join(describe(reply)))
+    return 0 if reply.ok else 1
+
+
 def _cmd_events(args: argparse.Namespace) -> int:
     from tipd.events import tail
 
@@ -635,6 +659,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout (journald)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=_cmd_run)
+
+    from tipd.operator import who
+
+    for op, what in (
+        ("hold", "halt every command to a microscope (withdraw aside) until released"),
+        ("release", "end a hold"),
+        ("reset", "clear needs_operator after looking at the tip"),
+        ("status", "what each microscope's safety gate refuses now, and why"),
+    ):
+        p = sub.add_parser(op, help=what, description=f"tipd {op}: {what}.")
+        if op == "status":
+            p.add_argument("microscope", nargs="?", help="microscope id (default: all)")
+        else:
+            p.add_argument("microscope", help="microscope id, e.g. stm1")
+        p.add_argument("--config", type=Path, help="tipd's settings: its operator endpoint")
+        p.add_argument(
+            "--endpoint", help="operator endpoint (default: the config's, tcp://127.0.0.1:5553)"
+        )
+        p.add_argument("--who", default=who(), help="journaled as the operator (default: you)")
+        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+        p.add_argument("--json", action="store_true", help="the reply as one JSON object")
+        _add_curve_args(p)
+        p.set_defaults(func=_cmd_operator, op=op)
 
     p = sub.add_parser("events", help="tail the daemon's events in a readable form")
     p.add_argument("--endpoint", default="tcp://127.0.0.1:5552")

@@ -22,6 +22,8 @@ class Endpoints(BaseModel):
     frames: str = "tcp://127.0.0.1:5550"  #: SUB, bound: publishers connect here
     control: str = "tcp://127.0.0.1:5551"  #: DEALER, connects to the controller's ROUTER
     events: str = "tcp://127.0.0.1:5552"  #: PUB, bound: dashboards subscribe here
+    #: ROUTER, bound: operator commands (``tipd hold | release | reset | status``)
+    operator: str = "tcp://127.0.0.1:5553"
 
 
 class SafetyConfig(BaseModel):

@@ -168,7 +168,7 @@ class Curve:
 
             auth = ThreadAuthenticator(ctx)
         auth.start()
-        for domain in ("frames", "events", "commands"):
+        for domain in ("frames", "events", "commands", "operator"):
             auth.configure_curve_callback(domain, credentials_provider=self.allowed)
         self._auth = auth
 

@@ -13,6 +13,7 @@ Tables (times are unix seconds):
 * ``commands``: id, microscope, frame_id, action, params (JSON), reason (JSON), status
   (``sent``, ``refused``, ``advisory``, ``done``, ``rejected``, ``failed``), detail, t_sent,
   t_reply
+* ``operator``: t, microscope, op (``hold``, ``release``, ``reset``), who, detail
 * ``gates``: microscope, state (JSON: :meth:`tipd.safety.SafetyGate.snapshot`), t; one row per
   microscope, replaced at every change, read back at start
 """
@@ -43,6 +44,10 @@ CREATE TABLE IF NOT EXISTS frames (
 );
 CREATE INDEX IF NOT EXISTS frames_t ON frames (t);
 CREATE INDEX IF NOT EXISTS frames_state ON frames (state);
+CREATE TABLE IF NOT EXISTS operator (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    t REAL NOT NULL, microscope TEXT NOT NULL, op TEXT NOT NULL, who TEXT NOT NULL, detail TEXT
+);
 CREATE TABLE IF NOT EXISTS gates (
     microscope TEXT PRIMARY KEY, state TEXT NOT NULL, t REAL NOT NULL
 );
@@ -140,6 +145,13 @@ class Journal:
             (status, detail, time.time(), command_id),
         )
 
+    def operator(self, microscope: str, op: str, who: str, detail: str = "") -> None:
+        """An operator command carried out on ``microscope``, and by whom."""
+        self._write(
+            "INSERT INTO operator (t, microscope, op, who, detail) VALUES (?,?,?,?,?)",
+            (time.time(), microscope, op, who, detail),
+        )
+
     def prune(self, before: float) -> None:
         """Drop frame rows older than unix time ``before`` (commands and gates are kept)."""
         self._write("DELETE FROM frames WHERE t < ?", (before,))
@@ -208,8 +220,8 @@ def query(
 ) -> list[dict[str, Any]]:
     """Rows of ``table`` (newest last): the last ``last``, optionally of one ``state`` (frames)
     or after unix time ``since``. Opens the file read-only."""
-    if table not in ("frames", "commands"):
-        raise ValueError(f"unknown table {table!r}; known: frames, commands")
+    if table not in ("frames", "commands", "operator"):
+        raise ValueError(f"unknown table {table!r}; known: frames, commands, operator")
     if not path.is_file():
         raise FileNotFoundError(f"no journal at {path}")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -220,9 +232,9 @@ def query(
         where.append("state = ?")
         args.append(state)
     if since is not None:
-        where.append(("t" if table == "frames" else "t_sent") + " >= ?")
+        where.append(("t_sent" if table == "commands" else "t") + " >= ?")
         args.append(since)
-    order = "n" if table == "frames" else "t_sent"
+    order = "t_sent" if table == "commands" else "n"
     sql = f"SELECT * FROM {table}" + (f" WHERE {' AND '.join(where)}" if where else "")
     sql += f" ORDER BY {order} DESC LIMIT ?"
     rows = [dict(r) for r in db.execute(sql, (*args, last))]

@@ -42,7 +42,7 @@ MICROSCOPE_RE = r"^[A-Za-z0-9_-]{1,64}$"
 DTYPES: dict[str, np.dtype[Any]] = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 
 FRAME_KINDS = ("frame", "lines")
-EVENT_KINDS = ("state", "action", "error", "health")
+EVENT_KINDS = ("state", "action", "error", "health", "operator")
 
 
 class ProtocolError(ValueError):
@@ -310,13 +310,47 @@ class HealthEvent(_Event):
     blind: dict[str, Annotated[int, Field(ge=0)]] = {}
 
 
-Event = StateEvent | ActionEvent | ErrorEvent | HealthEvent
+class OperatorEvent(_Event):
+    """An operator command a running daemon carried out (``tipd hold`` …): what, by whom."""
+
+    op: Literal["hold", "release", "reset"]
+    who: Annotated[str, Field(min_length=1, max_length=64)]
+    detail: Annotated[str, Field(max_length=4096)] = ""
+
+
+Event = StateEvent | ActionEvent | ErrorEvent | HealthEvent | OperatorEvent
 EVENT_MODELS: dict[str, type[_Event]] = {
     "state": StateEvent,
     "action": ActionEvent,
     "error": ErrorEvent,
     "health": HealthEvent,
+    "operator": OperatorEvent,
 }
+
+
+# --------------------------------------------------------------------------- operator
+
+
+class OperatorRequest(_Strict):
+    """An operator's command to a running daemon (``tipd hold stm1`` …), on its operator
+    endpoint (REQ → ROUTER): ``hold`` halts every command to ``microscope`` but withdraw,
+    ``release`` ends a hold, ``reset`` clears ``needs_operator`` and the fruitless run,
+    ``status`` asks why the gates refuse (``microscope`` None: every microscope)."""
+
+    v: Literal[1] = 1
+    op: Literal["hold", "release", "reset", "status"]
+    microscope: Microscope | None = None
+    who: Annotated[str, Field(min_length=1, max_length=64)] = "operator"
+
+
+class OperatorReply(_Strict):
+    """The daemon's answer: ``ok``, ``detail`` in words, and per microscope its gate's status
+    (:meth:`tipd.safety.SafetyGate.status`)."""
+
+    v: Literal[1] = 1
+    ok: bool
+    detail: Annotated[str, Field(max_length=4096)] = ""
+    gates: dict[str, dict[str, Any]] = {}
 _EVENT_KIND = {model: kind for kind, model in EVENT_MODELS.items()}
 
 # --------------------------------------------------------------------------- encode / decode
@@ -456,6 +490,23 @@ def decode_reply(parts: list[bytes]) -> Reply:
     """Validate ``[header]`` into a :class:`Reply`. Raises :class:`ProtocolError`."""
     _expect_parts(parts, 1, "reply", "[header]")
     return _validate(Reply, _parse_json(parts[0], "reply"), "reply")
+
+
+def encode_operator(message: OperatorRequest | OperatorReply) -> list[bytes]:
+    """``[body]`` of an operator request or reply."""
+    return [_dump(message)]
+
+
+def decode_operator_request(parts: list[bytes]) -> OperatorRequest:
+    """Validate ``[body]`` into an :class:`OperatorRequest`. Raises :class:`ProtocolError`."""
+    _expect_parts(parts, 1, "request", "[body]")
+    return _validate(OperatorRequest, _parse_json(parts[0], "request"), "request")
+
+
+def decode_operator_reply(parts: list[bytes]) -> OperatorReply:
+    """Validate ``[body]`` into an :class:`OperatorReply`. Raises :class:`ProtocolError`."""
+    _expect_parts(parts, 1, "reply", "[body]")
+    return _validate(OperatorReply, _parse_json(parts[0], "reply"), "reply")
 
 
 def event_topic(event: _Event) -> str:

@@ -65,6 +65,9 @@ class SafetyGate:
     held: bool = False
     needs_operator: bool = False
     fruitless: int = 0
+    held_by: str = ""  #: who put the gate on hold
+    held_since: float | None = None  #: unix s
+    needs_operator_since: float | None = None  #: unix s
     _times: deque[float] = field(default_factory=deque)
     _spots: list[tuple[float, float]] = field(default_factory=list)
     _last: float | None = None
@@ -158,23 +161,56 @@ class SafetyGate:
         self._last = now
         self._spots.append(position_nm)
         self.fruitless += 1
-        if self.fruitless >= self.limits.max_fruitless:
+        if self.fruitless >= self.limits.max_fruitless and not self.needs_operator:
             self.needs_operator = True
+            self.needs_operator_since = time.time()
 
     def good_frame(self) -> None:
         """A frame showed a good tip: the run of fruitless actions ends."""
         self.fruitless = 0
 
-    def hold(self) -> None:
-        self.held = True
+    def hold(self, who: str = "operator") -> None:
+        """Halt every command but withdraw until :meth:`release`; ``who`` is kept."""
+        if not self.held:
+            self.held_since = time.time()
+        self.held, self.held_by = True, who
 
     def release(self) -> None:
-        self.held = False
+        self.held, self.held_by, self.held_since = False, "", None
 
     def reset_operator(self) -> None:
         """An operator looked: clear ``needs_operator`` and the fruitless run."""
         self.needs_operator = False
+        self.needs_operator_since = None
         self.fruitless = 0
+
+    def reasons(self) -> list[str]:
+        """Why the gate would refuse a pulse now, each with since when and what clears it
+        (empty when it would let one through, limits and spots aside)."""
+        out = []
+        if self.stop_file is not None and self.stop_file.exists():
+            out.append(f"stop file {self.stop_file} is present: remove it to go on")
+        if self.held:
+            out.append(
+                f"on hold by {self.held_by or 'operator'} since {_when(self.held_since)}: "
+                "`tipd release` ends it"
+            )
+        if self.needs_operator:
+            out.append(
+                f"needs_operator since {_when(self.needs_operator_since)}: {self.fruitless} "
+                "pulses or crashes without a good frame; look at the tip, then `tipd reset`"
+            )
+        now = self.clock()
+        recent = sorted(t for t in self._times if now - t < 3600.0)
+        if len(recent) >= self.limits.max_actions_per_hour:
+            free = recent[len(recent) - self.limits.max_actions_per_hour] + 3600.0 - now
+            out.append(
+                f"budget: {len(recent)} pulses or crashes in the last hour; the next is "
+                f"allowed in {free / 60:.0f} min"
+            )
+        if self._last is not None and now - self._last < self.limits.cooldown_s:
+            out.append(f"cooldown: {self.limits.cooldown_s - (now - self._last):.1f} s left")
+        return out
 
     def snapshot(self, wall: float | None = None) -> dict[str, Any]:
         """The gate's state as plain JSON-able data: ``held``, ``needs_operator``,
@@ -189,7 +225,10 @@ class SafetyGate:
 
         return {
             "held": self.held,
+            "held_by": self.held_by,
+            "held_since": self.held_since,
             "needs_operator": self.needs_operator,
+            "needs_operator_since": self.needs_operator_since,
             "fruitless": self.fruitless,
             "times": [unix(t) for t in self._times if now - t < 3600.0],
             "last": None if self._last is None else unix(self._last),
@@ -205,7 +244,10 @@ class SafetyGate:
             return now - (wall_now - float(t))
 
         self.held = bool(state.get("held", False))
+        self.held_by = str(state.get("held_by", ""))
+        self.held_since = state.get("held_since")
         self.needs_operator = bool(state.get("needs_operator", False))
+        self.needs_operator_since = state.get("needs_operator_since")
         self.fruitless = int(state.get("fruitless", 0))
         self._times = deque(monotonic(t) for t in state.get("times", []))
         last = state.get("last")
@@ -220,4 +262,12 @@ class SafetyGate:
             "fruitless": self.fruitless,
             "actions_last_hour": sum(1 for t in self._times if now - t < 3600.0),
             "stopped": bool(self.stop_file and self.stop_file.exists()),
+            "refusing": self.reasons(),
         }
+
+
+def _when(t: float | None) -> str:
+    """A unix time as local ISO 8601 (seconds), or 'an earlier run' when not known."""
+    if t is None:
+        return "an earlier run"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))

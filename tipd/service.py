@@ -48,11 +48,16 @@ from tipd.protocol import (
     ErrorEvent,
     FrameHeader,
     HealthEvent,
+    OperatorEvent,
+    OperatorReply,
+    OperatorRequest,
     ProtocolError,
     Reply,
     StateEvent,
     check_finite_array,
     decode_frame,
+    decode_operator_request,
+    encode_operator,
 )
 from tipd.ratelimit import ErrorBudget
 from tipd.safety import Limits, SafetyGate
@@ -104,7 +109,11 @@ class Daemon:
         sec = settings.security
         self.curve = curve.from_paths(sec.secret_key, sec.allowed_keys, sec.controller_key)
         curve.required(
-            {"frames": settings.endpoints.frames, "events": settings.endpoints.events},
+            {
+                "frames": settings.endpoints.frames,
+                "events": settings.endpoints.events,
+                "operator": settings.endpoints.operator,
+            },
             self.curve,
             "security.secret_key and security.allowed_keys",
         )
@@ -190,6 +199,11 @@ class Daemon:
         for topic in (b"frame.", b"lines."):
             self.sub.setsockopt(zmq.SUBSCRIBE, topic)
         self.events = EventPublisher(self.ctx, s.endpoints.events, self.curve)
+        self.operator = self.ctx.socket(zmq.ROUTER)
+        self.operator.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.server(self.operator, "operator")
+        self.operator.bind(s.endpoints.operator)
         self.controller = ControllerClient(
             self.ctx,
             s.endpoints.control,
@@ -203,11 +217,15 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
         health = loop.create_task(self._health())
+        poller = zmq.asyncio.Poller()
+        poller.register(self.sub, zmq.POLLIN)
+        poller.register(self.operator, zmq.POLLIN)
         log.info(
             "tipd running",
             frames=s.endpoints.frames,
             events=s.endpoints.events,
             control=s.endpoints.control,
+            operator=s.endpoints.operator,
             advisory=s.advisory,
             journal=str(s.journal),
         )
@@ -216,7 +234,10 @@ class Daemon:
             while not self.stopping.is_set():
                 if self.reload_requested:
                     self._reload()
-                if not await self.sub.poll(200):
+                ready = dict(await poller.poll(200))
+                if self.operator in ready:
+                    await self._operator_requests()
+                if self.sub not in ready:
                     continue
                 t0 = time.perf_counter()
                 batch = [await self.sub.recv_multipart()]
@@ -243,6 +264,7 @@ class Daemon:
                 await asyncio.wait(self.tasks, timeout=self.settings.controller.timeout_s)
             self.controller.close()
             self.events.close()
+            self.operator.close()
             self.sub.close()
             if self.curve is not None:
                 self.curve.stop()
@@ -342,6 +364,68 @@ class Daemon:
             return
         self.pruned = now
         self.journal.prune(now - self.settings.retention_days * 86400)
+
+    # ---------------------------------------------------------------- operator
+
+    async def _operator_requests(self) -> None:
+        """Answer every operator request waiting (each under its own guard)."""
+        while await self.operator.poll(0):
+            identity, *parts = await self.operator.recv_multipart()
+            envelope = [identity]
+            if parts and parts[0] == b"":
+                envelope, parts = [identity, b""], parts[1:]
+            try:
+                reply = await self.operate(decode_operator_request(parts))
+            except ProtocolError as exc:
+                self.counters["operator_bad"] += 1
+                reply = OperatorReply(ok=False, detail=str(exc))
+            except Exception as exc:  # never let an operator's request stop the daemon
+                log.exception("operator request failed")
+                reply = OperatorReply(ok=False, detail=f"{type(exc).__name__}: {exc}")
+            await self.operator.send_multipart([*envelope, *encode_operator(reply)])
+
+    def gate_status(self, mic: Microscope) -> dict[str, Any]:
+        return {**mic.gate.status(), "advisory": self.settings.advisory}
+
+    async def operate(self, request: OperatorRequest) -> OperatorReply:
+        """Carry out one operator request (see :mod:`tipd.operator`)."""
+        name = request.microscope
+        if request.op == "status":
+            mics = [self.mics[name]] if name in self.mics else []
+            if name is None:
+                mics = list(self.mics.values())
+            detail = "advisory: decides, sends nothing" if self.settings.advisory else "live"
+            if name is not None and not mics:
+                detail = f"{detail}; no frame from {name!r} yet"
+            return OperatorReply(
+                ok=True, detail=detail, gates={m.name: self.gate_status(m) for m in mics}
+            )
+        if name is None:
+            return OperatorReply(ok=False, detail=f"{request.op}: which microscope?")
+        allowed = self.settings.microscopes
+        if allowed and name not in allowed:
+            detail = f"unknown microscope {name!r}; configured: {allowed}"
+            return OperatorReply(ok=False, detail=detail)
+        mic = self.microscope(name)
+        if request.op == "hold":
+            mic.gate.hold(request.who)
+            detail = f"{name} on hold: every command but withdraw halted"
+        elif request.op == "release":
+            mic.gate.release()
+            detail = f"{name} released"
+        else:
+            fruitless = mic.gate.fruitless
+            mic.gate.reset_operator()
+            mic.policy.rungs.clear()  # the next action starts from the gentlest rung
+            detail = f"{name} reset: needs_operator cleared ({fruitless} in a row before)"
+        self.keep_gate(mic)
+        self.counters[f"operator_{request.op}"] += 1
+        self.journal.operator(name, request.op, request.who, detail)
+        log.warning("operator", op=request.op, who=request.who, microscope=name)
+        await self.events.publish(
+            OperatorEvent(microscope=name, op=request.op, who=request.who, detail=detail)
+        )
+        return OperatorReply(ok=True, detail=detail, gates={name: self.gate_status(mic)})
 
     # ---------------------------------------------------------------- frames
 

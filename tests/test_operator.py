@@ -1,0 +1,113 @@
+"""Operator commands end to end: ``tipd status | reset | hold | release`` against a running
+daemon, journaled with who, and kept across a restart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.test_daemon import ACTIVE, GOOD, Daemon, frame, model_dir, start, stop
+from tipd.journal import query
+from tipd.protocol import encode_frame
+
+
+def operator(tipd_exe: list[str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*tipd_exe, *args, "--config", str(tmp_path / "tipd.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def status(tipd_exe: list[str], tmp_path: Path) -> dict[str, object]:
+    out = operator(tipd_exe, tmp_path, "status", "stm1", "--json")
+    assert out.returncode == 0, out.stderr
+    gates = json.loads(out.stdout)["gates"]
+    return dict(gates["stm1"])
+
+
+def frames_until(d: Daemon, tipd_exe: list[str], tmp_path: Path, key: str) -> dict[str, object]:
+    """Send frames (each acts) until the gate's status says ``key``."""
+    for k in range(12):
+        d.send(encode_frame(frame(frame_id=f"x{time.monotonic_ns()}{k}").header(), GOOD.data))
+        d.events_until("state.stm1", 10.0)
+        time.sleep(0.2)
+        now = status(tipd_exe, tmp_path)
+        if now[key]:
+            return now
+    raise AssertionError(f"the gate never reached {key}")
+
+
+def commands_since(d: Daemon, t: float) -> list[dict[str, object]]:
+    return [c for c in query(d.journal, "commands", last=500) if float(c["t_sent"]) >= t]
+
+
+def test_an_operator_resets_holds_and_releases_a_running_daemon(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
+    active = ACTIVE.replace("max_fruitless = 100", "max_fruitless = 1")
+    control = f"tcp://127.0.0.1:{free_port()}"  # nobody answers: commands fail, still count
+    d = start(tmp_path, models, tipd_exe, extra=active, control=control)
+    try:
+        gate = frames_until(d, tipd_exe, tmp_path, "needs_operator")
+        assert any("needs_operator since" in r for r in gate["refusing"])  # type: ignore[attr-defined]
+        text = operator(tipd_exe, tmp_path, "status")
+        assert "stm1: NEEDS OPERATOR" in text.stdout and "tipd reset" in text.stdout
+
+        reset = operator(tipd_exe, tmp_path, "reset", "stm1", "--who", "ada")
+        assert reset.returncode == 0 and "needs_operator cleared" in reset.stdout
+        t_reset = time.time()
+        d.send(encode_frame(frame(frame_id="after-reset").header(), GOOD.data))
+        d.events_until("action.stm1", 10.0)
+        time.sleep(0.3)
+        after = commands_since(d, t_reset)
+        assert after and after[0]["status"] in ("sent", "failed")  # acted again
+
+        hold = operator(tipd_exe, tmp_path, "hold", "stm1", "--who", "ada")
+        assert hold.returncode == 0 and "on hold" in hold.stdout
+        t_hold = time.time()
+        for k in range(3):
+            d.send(encode_frame(frame(frame_id=f"held{k}").header(), GOOD.data))
+            d.events_until("state.stm1", 10.0)
+        time.sleep(0.3)
+        held = commands_since(d, t_hold)
+        assert held and all(c["status"] == "refused" for c in held)
+        assert all("on hold" in str(c["detail"]) for c in held)
+    finally:
+        stop(d)
+
+    # a restart keeps the hold, with who and since when
+    d = start(tmp_path, models, tipd_exe, extra=active, control=control)
+    try:
+        d.send(encode_frame(frame(frame_id="restarted").header(), GOOD.data))
+        d.events_until("state.stm1", 10.0)
+        gate = status(tipd_exe, tmp_path)
+        assert gate["held"] and any("on hold by ada" in r for r in gate["refusing"])  # type: ignore[attr-defined]
+        release = operator(tipd_exe, tmp_path, "release", "stm1", "--who", "bob")
+        assert release.returncode == 0
+        assert not status(tipd_exe, tmp_path)["held"]
+        unknown = operator(tipd_exe, tmp_path, "hold", "stm9")
+        assert unknown.returncode == 1 and "unknown microscope 'stm9'" in unknown.stdout
+        ops = d.events_until("health", 5.0)
+    finally:
+        stop(d)
+    rows = query(d.journal, "operator", last=10)
+    done = [(r["op"], r["who"]) for r in rows]
+    assert done == [("reset", "ada"), ("hold", "ada"), ("release", "bob")]
+    assert ops
+
+
+def test_no_daemon_is_one_clear_line_and_exit_2(tmp_path: Path, tipd_exe: list[str]) -> None:
+    out = subprocess.run(
+        [*tipd_exe, "status", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--timeout", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "no answer from tipd" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
