@@ -65,31 +65,17 @@ class Scan:
 def labelled_scans(shared: Path) -> list[Scan]:
     """The shared real scans and the labelled fixtures, in a fixed order."""
     out = []
-    with (shared / "real" / "labels.csv").open() as fh:
-        for row in csv.DictReader(fh):
-            tip = row["tip_change"] == "1" or row["double"] == "1" or row["blunt"] == "1"
-            out.append(
-                Scan(
-                    row["id"],
-                    shared / "real" / row["file"],
-                    row["bad"] == "1",
-                    row["tip_change"] == "1",
-                    tip,
-                    row["source"].split("/tests/")[0].split("/test_data/")[0],
+    for folder, labels in ((shared / "real", shared / "real" / "labels.csv"),
+                           (shared / "fixtures", HERE / "real_fixtures.csv")):  # fmt: skip
+        with labels.open() as fh:
+            for row in csv.DictReader(fh):
+                tip_change = row["tip_change"] == "1"
+                tip = row["tip"] == "1" if "tip" in row else (
+                    tip_change or row["double"] == "1" or row["blunt"] == "1"
                 )
-            )
-    with (HERE / "real_fixtures.csv").open() as fh:
-        for row in csv.DictReader(fh):
-            out.append(
-                Scan(
-                    row["id"],
-                    shared / "fixtures" / row["file"],
-                    row["bad"] == "1",
-                    row["tip_change"] == "1",
-                    row["tip"] == "1",
-                    row["source"],
-                )
-            )
+                source = row["source"].split("/tests/")[0].split("/test_data/")[0]
+                path = folder / row["file"]
+                out.append(Scan(row["id"], path, row["bad"] == "1", tip_change, tip, source))
     return out
 
 

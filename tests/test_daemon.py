@@ -236,8 +236,18 @@ def test_a_tampered_model_stops_the_start(
     models = model_dir(tiny_model, tmp_path / "models")
     graph = models / "generic" / "ensemble.onnx"
     graph.write_bytes(graph.read_bytes()[:-1])
+    code, out = start_fails(tmp_path, models, tipd_exe)
+    assert code == 2
+    assert "sha256" in out and "does not match" in out
+
+
+def start_fails(
+    tmp_path: Path, models: Path, tipd_exe: list[str], journal: Path | None = None
+) -> tuple[int, str]:
+    """``tipd run`` with ``models`` and ``journal`` (default: one in ``tmp_path``), expected
+    to stop at its start: the exit code and everything it printed."""
     config = tmp_path / "t.toml"
-    config.write_text(f'journal = "{tmp_path / "j.sqlite"}"\n')
+    config.write_text(f'journal = "{journal or tmp_path / "j.sqlite"}"\n')
     run = subprocess.run(
         [*tipd_exe, "run", "--config", str(config)],
         capture_output=True,
@@ -245,8 +255,7 @@ def test_a_tampered_model_stops_the_start(
         timeout=60,
         env={**os.environ, "TIPD_MODELS_DIR": str(models)},
     )
-    assert run.returncode == 2
-    assert "sha256" in run.stdout + run.stderr and "does not match" in run.stdout + run.stderr
+    return run.returncode, run.stdout + run.stderr
 
 
 def test_sighup_with_a_broken_model_keeps_the_old_one(

@@ -9,12 +9,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
 
 from tests.conftest import free_port
-from tests.test_daemon import ACTIVE, GOOD, frame, model_dir, start, stop
+from tests.test_daemon import ACTIVE, GOOD, frame, model_dir, start, start_fails, stop
+from tipd.config import Settings
 from tipd.journal import Journal, query
 from tipd.protocol import encode_frame
 
@@ -51,37 +53,41 @@ def test_a_row_that_can_never_be_written_is_dropped_not_retried_forever(tmp_path
     assert [r["frame_id"] for r in query(tmp_path / "j.sqlite")] == ["next"]
 
 
+def in_process(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, **extra: Any
+) -> Settings:
+    """Settings for a daemon run in this process on free loopback ports, with the tiny model."""
+    monkeypatch.setenv("TIPD_MODELS_DIR", str(model_dir(tiny_model, tmp_path / "models")))
+    names = ("frames", "control", "events", "operator")
+    endpoints = {n: f"tcp://127.0.0.1:{free_port()}" for n in names}
+    return Settings(journal=tmp_path / "j.sqlite", endpoints=endpoints, **extra)
+
+
+def sockets(settings: Settings) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
+    """A PUB connected to the daemon's frame endpoint, and a SUB to all its events."""
+    ctx = zmq.Context.instance()
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    pub.connect(settings.endpoints.frames)
+    sub.connect(settings.endpoints.events)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    return pub, sub
+
+
 def test_the_daemon_goes_on_when_its_journal_is_full_and_catches_up(
     tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In process, over real sockets: the journal fills up mid-stream; frames are still
     decided and published, health counts the failed writes, and every row lands once there
     is room again."""
-    from tipd.config import Settings
     from tipd.protocol import decode_event
     from tipd.service import Daemon
 
-    monkeypatch.setenv("TIPD_MODELS_DIR", str(model_dir(tiny_model, tmp_path / "models")))
-    ports = [free_port() for _ in range(3)]
-    settings = Settings(
-        journal=tmp_path / "j.sqlite",
-        health_s=0.1,
-        endpoints={
-            "frames": f"tcp://127.0.0.1:{ports[0]}",
-            "control": f"tcp://127.0.0.1:{ports[1]}",
-            "events": f"tcp://127.0.0.1:{ports[2]}",
-            "operator": f"tcp://127.0.0.1:{free_port()}",
-        },
-    )
+    settings = in_process(tmp_path, tiny_model, monkeypatch, health_s=0.1)
 
     async def scenario() -> dict[str, int]:
         daemon = Daemon(settings)
         serving = asyncio.create_task(daemon.run())
-        ctx = zmq.Context.instance()
-        pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
-        pub.connect(settings.endpoints.frames)
-        sub.connect(settings.endpoints.events)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        pub, sub = sockets(settings)
         await asyncio.sleep(0.5)
         states: list[str] = []
         counters: dict[str, int] = {}
@@ -128,12 +134,11 @@ def test_an_exception_while_handling_one_message_is_an_error_event_not_an_exit(
 ) -> None:
     """Fault injection: the model raises on one frame (as any bug in tipd might). The guard
     around every message reports it and the next frame is decided as usual."""
-    from tipd.config import Settings
     from tipd.ensemble import Ensemble
     from tipd.protocol import decode_event
     from tipd.service import Daemon
 
-    monkeypatch.setenv("TIPD_MODELS_DIR", str(model_dir(tiny_model, tmp_path / "models")))
+    settings = in_process(tmp_path, tiny_model, monkeypatch)
     real = Ensemble.classify
 
     def classify(self: Ensemble, frames: list) -> list:  # type: ignore[type-arg]
@@ -142,25 +147,11 @@ def test_an_exception_while_handling_one_message_is_an_error_event_not_an_exit(
         return real(self, frames)
 
     monkeypatch.setattr(Ensemble, "classify", classify)
-    ports = [free_port() for _ in range(3)]
-    settings = Settings(
-        journal=tmp_path / "j.sqlite",
-        endpoints={
-            "frames": f"tcp://127.0.0.1:{ports[0]}",
-            "control": f"tcp://127.0.0.1:{ports[1]}",
-            "events": f"tcp://127.0.0.1:{ports[2]}",
-            "operator": f"tcp://127.0.0.1:{free_port()}",
-        },
-    )
 
     async def scenario() -> list[tuple[bytes, dict[str, object]]]:
         daemon = Daemon(settings)
         serving = asyncio.create_task(daemon.run())
-        ctx = zmq.Context.instance()
-        pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
-        pub.connect(settings.endpoints.frames)
-        sub.connect(settings.endpoints.events)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        pub, sub = sockets(settings)
         await asyncio.sleep(0.5)
         got: list[tuple[bytes, dict[str, object]]] = []
         for frame_id in ("boom", "fine"):
@@ -212,17 +203,8 @@ def test_a_graph_that_passes_its_check_but_does_not_load_stops_the_start_cleanly
     manifest = json.loads((models / "generic" / "manifest.json").read_text())
     manifest["graph"]["sha256"] = hashlib.sha256(graph.read_bytes()).hexdigest()
     (models / "generic" / "manifest.json").write_text(json.dumps(manifest))
-    config = tmp_path / "t.toml"
-    config.write_text(f'journal = "{tmp_path / "j.sqlite"}"\n')
-    run = subprocess.run(
-        [*tipd_exe, "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**__import__("os").environ, "TIPD_MODELS_DIR": str(models)},
-    )
-    out = run.stdout + run.stderr
-    assert run.returncode == 2, out
+    code, out = start_fails(tmp_path, models, tipd_exe)
+    assert code == 2, out
     assert "ONNX Runtime cannot load it" in out and "Traceback" not in out
 
 
@@ -231,20 +213,9 @@ def test_an_unwritable_journal_stops_the_start_with_one_line(
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where the journal's folder should be")
-    config = tmp_path / "t.toml"
-    config.write_text(f'journal = "{blocker / "journal.sqlite"}"\n')
-    run = subprocess.run(
-        [*tipd_exe, "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            **__import__("os").environ,
-            "TIPD_MODELS_DIR": str(model_dir(tiny_model, tmp_path / "models")),
-        },
-    )
-    out = run.stdout + run.stderr
-    assert run.returncode == 2 and "cannot start: journal" in out and "Traceback" not in out
+    models = model_dir(tiny_model, tmp_path / "models")
+    code, out = start_fails(tmp_path, models, tipd_exe, blocker / "journal.sqlite")
+    assert code == 2 and "cannot start: journal" in out and "Traceback" not in out
 
 
 def test_a_reload_with_tighter_limits_applies_to_a_microscope_already_known(
