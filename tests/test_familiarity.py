@@ -96,10 +96,15 @@ def test_scan_lines_name_a_tip_change_on_frames_the_model_does_not_know() -> Non
     weak = TipChangeEvidence(0.3, 200, 4.0)
     d = decide(m, voted, np.zeros((3, 5)), 0.0, weak, 0.01)
     assert d.state == UNFAMILIAR and d.tip_change == 0.3 and d.bad == UNSURE
-    # on a familiar frame the lines win only where they are surer than the model
+    # on a familiar frame the model decides; the lines speak only where it names nothing
     good = np.array([0.97, 0.0, 0.0, 0.0, 0.0])
-    assert decide(m, good, np.zeros((3, 5)), 0.5, jump, 0.01).state == "good"
-    d = decide(m, good, np.zeros((3, 5)), 0.5, TipChangeEvidence(0.99, 9, 30.0), 0.01)
+    sure = TipChangeEvidence(0.99, 9, 30.0)
+    d = decide(m, good, np.zeros((3, 5)), 0.5, sure, 0.01)
+    assert d.state == "good" and d.tip_change == 0.0 and d.bad == pytest.approx(0.03)
+    corrupt = np.array([0.0, 0.0, 0.0, 0.0, 0.99])  # corrupted frames jump too: still a move
+    assert decide(m, corrupt, np.zeros((3, 5)), 0.5, sure, 0.01).state == "corruption"
+    unsure = np.array([0.6, 0.3, 0.1, 0.2, 0.1])  # below every threshold: unknown
+    d = decide(m, unsure, np.zeros((3, 5)), 0.5, sure, 0.01)
     assert d.state == "tip_change" and d.tip_change == 0.99 and d.bad == 0.99
 
 

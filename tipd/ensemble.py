@@ -166,16 +166,16 @@ def decide(
     """One frame's voted ``(L,)`` and member ``(M, K)`` confidences, its ``familiarity`` (None:
     not measured) and scan-line evidence ``lines`` as a :class:`Decision`.
 
-    A familiar frame (``familiarity`` ≥ ``threshold``): the state is the most confident class at
-    or above its threshold, else ``unknown``; ``bad`` is 1 minus the best desirable confidence;
-    where the lines are surer of a tip change than the model is of its state (and more likely
-    than not), the state is ``tip_change``. ``bad`` and ``tip_change`` take the larger of the
-    model's and the lines' confidence.
+    A familiar frame (``familiarity`` ≥ ``threshold``): the model decides. The state is the most
+    confident class at or above its threshold; ``bad`` is 1 minus the best desirable
+    confidence, ``tip_change`` the model's. Only where no class reaches its threshold
+    (``unknown``) and the lines show a tip change (more likely than not) is the state
+    ``tip_change``, with the lines' confidence.
 
     An unfamiliar frame: the model's classes are not trusted. The lines need no knowledge of
     the surface, so a frame whose lines show a tip change (more likely than not) is
-    ``tip_change``; any other is ``unfamiliar``, with ``bad`` :data:`UNSURE` (or the lines'
-    confidence, if larger) and ``tip_change`` the lines' confidence.
+    ``tip_change``; any other is ``unfamiliar``. ``bad`` is :data:`UNSURE` (or the lines'
+    confidence, if larger), ``tip_change`` the lines' confidence.
     """
     labels = manifest.labels
     classes = {n: float(v) for n, v in zip(labels, voted, strict=True)}
@@ -189,13 +189,15 @@ def decide(
         over = [(classes[c], c) for c in manifest.classes if classes[c] >= manifest.thresholds[c]]
         state, confidence = (max(over)[1], max(over)[0]) if over else ("unknown", 0.0)
         good = max((classes[c] for c in manifest.desirable), default=0.0)
-        bad = max(1.0 - good, line_p)
-        tip_change = max(classes.get("tip_change", 0.0), line_p)
+        bad, tip_change = 1.0 - good, classes.get("tip_change", 0.0)
+        if state == "unknown" and line_p >= 0.5:
+            state, confidence = "tip_change", line_p
+            bad, tip_change = max(bad, line_p), max(tip_change, line_p)
     else:
         state, confidence = UNFAMILIAR, 1.0 - float(familiarity or 0.0)
         bad, tip_change = max(UNSURE, line_p), line_p
-    if line_p >= 0.5 and (state in (UNFAMILIAR, "unknown") or line_p > confidence):
-        state, confidence = "tip_change", line_p
+        if line_p >= 0.5:
+            state, confidence = "tip_change", line_p
     return Decision(
         classes=classes,
         members=member_conf,
