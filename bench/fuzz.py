@@ -17,7 +17,8 @@ Kinds: garbage bytes, garbage JSON, wrong part count, wrong payload length, NaN 
 data, zero and huge shapes, NaN metadata, seq 2^63 and 10^30, no ``v``, ``v: true``, numbers
 as strings, a one-line chunk of a 4096 × 4096 frame from a new microscope id each time, and
 frames from more microscope ids than the daemon serves. The daemon runs with an empty
-allow-list (any id), so the per-microscope bounds are what holds memory.
+allow-list (any id) and ``max_microscopes = 16``, so the per-microscope bounds are what holds
+memory.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def main() -> None:
 journal = "{tmp / "journal.sqlite"}"
 advisory = true
 microscopes = []
+max_microscopes = 16
 health_s = 0.5
 [endpoints]
 frames = "{frames_ep}"

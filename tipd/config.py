@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     retention_days: float = Field(30.0, gt=0)
     #: microscope ids served at once when ``microscopes`` is empty; frames from more are
     #: refused with an error event (each microscope holds its frame buffers and safety state)
-    max_microscopes: int = Field(16, ge=1)
+    max_microscopes: int = Field(64, ge=1)
     #: messages waiting on the frame socket at most (ZeroMQ's receive high-water mark); under
     #: a flood the newest are what matter, and memory stays below this × the message size
     queue_messages: int = Field(1000, ge=1)
