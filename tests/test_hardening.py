@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import time
@@ -406,3 +407,48 @@ def test_systemd_rates_the_unit_below_exposure_2() -> None:
     )
     level = float(out.stdout.split("Overall exposure level for tipd.service:")[1].split()[0])
     assert level < 2.0, out.stdout[-3000:]
+
+
+def test_bad_settings_are_one_line_and_exit_2(tmp_path: Path, tipd_exe: list[str]) -> None:
+    cases = {
+        "advisory = \n": "not valid TOML",
+        'advisory = "maybe"\n': "advisory: Input should be a valid boolean",
+        "[safety]\nmax_bias_V = -1\n": "safety.max_bias_V: Input should be greater than 0",
+        "colour = 3\n": "colour: Extra inputs are not permitted",
+    }
+    for text, needle in [*cases.items(), (None, "cannot read it")]:
+        config = tmp_path / "t.toml"
+        if text is None:
+            config.unlink()
+        else:
+            config.write_text(text)
+        run = subprocess.run(
+            [*tipd_exe, "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 2 and needle in run.stderr, (text, run.stderr)
+        assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+
+
+def test_an_endpoint_in_use_stops_the_start_with_one_line(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    models = model_dir(tiny_model, tmp_path / "m")
+    busy = zmq.Context.instance().socket(zmq.PUB)
+    port = free_port()
+    busy.bind(f"tcp://127.0.0.1:{port}")
+    try:
+        config = tmp_path / "t.toml"
+        config.write_text(
+            f'journal = "{tmp_path / "j.sqlite"}"\n[endpoints]\nframes = "tcp://127.0.0.1:{port}"\n'
+        )
+        run = subprocess.run(
+            [*tipd_exe, "run", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "TIPD_MODELS_DIR": str(models)},
+        )
+    finally:
+        busy.close()
+    out = run.stdout + run.stderr
+    assert run.returncode == 2 and "cannot start: endpoint" in out and "Traceback" not in out

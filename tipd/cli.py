@@ -329,7 +329,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "model": args.model,
         "journal": args.journal,
     }
-    settings = config.load(args.config, **overrides)
+    try:
+        settings = config.load(args.config, **overrides)
+    except config.ConfigError as exc:
+        print(f"tipd run: {exc}", file=sys.stderr)
+        return 2
     return run(settings, args.config)
 
 

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tipd.safety import Limits
@@ -124,13 +124,35 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
+class ConfigError(ValueError):
+    """Settings that cannot be used: the message names the file (or variable), the key and
+    what is wrong, in one line."""
+
+
 def load(path: Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``path`` (TOML), then ``TIPD_*`` environment variables, then
-    ``overrides`` (the command line). A missing ``path`` is an error; None means defaults."""
+    ``overrides`` (the command line). A missing ``path`` is an error; None means defaults.
+    Raises :class:`ConfigError` for a missing file, invalid TOML or an invalid value."""
     data: dict[str, Any] = {}
+    where = str(path) if path is not None else "settings"
     if path is not None:
-        data = tomllib.loads(path.read_text())
-    settings = Settings(**data)  # environment variables override file values here
-    if overrides:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        settings = Settings(**data)  # environment variables override file values here
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        value = first.get("input")
+        raise ConfigError(
+            f"{where}: {key}: {first['msg']}, got {value!r}{more} "
+            f"(a TIPD_{key.upper().replace('.', '__')} variable overrides the file)"
+        ) from None
+    if overrides:  # the command line's own values, already checked by its parser
         settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     return settings

@@ -280,7 +280,7 @@ class Daemon:
         try:
             settings = load(self.config_path)
             self.load_models(settings)
-        except (ModelError, ValueError, OSError) as exc:
+        except (ModelError, ValueError, OSError) as exc:  # ConfigError is a ValueError
             self.counters["reload_failed"] += 1
             log.error("reload failed; keeping the old settings and models", error=str(exc))
             return
