@@ -14,7 +14,6 @@ from tipd import familiarity
 from tipd.ensemble import UNSURE, Ensemble, decide
 from tipd.frames import Frame
 from tipd.models import ModelError, find, load_manifest
-from tipd.policy import Policy
 from tipd.scanlines import TipChangeEvidence
 from tipd.synth.generate import generate
 from tipd.taxonomy import UNFAMILIAR
@@ -106,23 +105,6 @@ def test_scan_lines_name_a_tip_change_on_frames_the_model_does_not_know() -> Non
     unsure = np.array([0.6, 0.3, 0.1, 0.2, 0.1])  # below every threshold: unknown
     d = decide(m, unsure, np.zeros((3, 5)), 0.5, sure, 0.01)
     assert d.state == "unknown" and d.tip_change == pytest.approx(0.2)
-
-
-def test_unfamiliar_frames_never_act_and_break_a_streak() -> None:
-    p = Policy({"good"})
-    assert all(p.observe(UNFAMILIAR, 1.0, f"u{i}", bad=1.0) == [] for i in range(20))
-    assert p.observe("double_tip", 0.95, "a", bad=0.99) == []
-    assert p.observe("double_tip", 0.95, "b", bad=0.99) == []
-    assert p.observe(UNFAMILIAR, 1.0, "u", bad=0.5) == []
-    assert p.observe("double_tip", 0.95, "c", bad=0.99) == []  # a fresh streak: 1 of 3
-    assert p.observe("double_tip", 0.95, "d", bad=0.99) == []
-    assert [q.action for q in p.observe("double_tip", 0.95, "e", bad=0.99)] == ["pulse", "move"]
-    # weak evidence (bad ≥ 0.5 on 8 frames in a row) is broken by an unfamiliar frame too
-    q = Policy({"good"})
-    for i in range(7):
-        assert q.observe("unknown", 0.3, f"w{i}", bad=0.6) == []
-    assert q.observe(UNFAMILIAR, 1.0, "u", bad=0.5) == []
-    assert q.observe("unknown", 0.3, "w7", bad=0.6) == []
 
 
 def test_the_shipped_generic_model_knows_its_frames_and_not_a_5_micron_scan() -> None:

@@ -7,6 +7,7 @@ import math
 from tipd.policy import DEFAULT_LADDERS, Policy, PolicyConfig
 from tipd.protocol import Command
 from tipd.safety import Limits, SafetyGate
+from tipd.taxonomy import UNFAMILIAR
 
 
 def test_acts_only_after_three_confident_frames_in_a_row() -> None:
@@ -165,3 +166,20 @@ def test_refused_proposals_do_not_move_the_spiral_on() -> None:
         spots.append(here)
     assert refused > 20 and len(spots) > 6
     assert min(math.dist(a, b) for i, a in enumerate(spots) for b in spots[i + 1 :]) > 20.0
+
+
+def test_unfamiliar_frames_never_act_and_break_a_streak() -> None:
+    p = Policy({"good"})
+    assert all(p.observe(UNFAMILIAR, 1.0, f"u{i}", bad=1.0) == [] for i in range(20))
+    assert p.observe("double_tip", 0.95, "a", bad=0.99) == []
+    assert p.observe("double_tip", 0.95, "b", bad=0.99) == []
+    assert p.observe(UNFAMILIAR, 1.0, "u", bad=0.5) == []
+    assert p.observe("double_tip", 0.95, "c", bad=0.99) == []  # a fresh streak: 1 of 3
+    assert p.observe("double_tip", 0.95, "d", bad=0.99) == []
+    assert [q.action for q in p.observe("double_tip", 0.95, "e", bad=0.99)] == ["pulse", "move"]
+    # weak evidence (bad ≥ 0.5 on 8 frames in a row) is broken by an unfamiliar frame too
+    q = Policy({"good"})
+    for i in range(7):
+        assert q.observe("unknown", 0.3, f"w{i}", bad=0.6) == []
+    assert q.observe(UNFAMILIAR, 1.0, "u", bad=0.5) == []
+    assert q.observe("unknown", 0.3, "w7", bad=0.6) == []
