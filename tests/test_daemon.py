@@ -296,8 +296,11 @@ def test_controller_down_does_not_stall_frames(
     tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
 ) -> None:
     models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
+    # 2 s a try, 2 tries: the six frames have 4 s to be decided before the first command
+    # gives up, room enough on a loaded machine
+    slow = ACTIVE.replace("timeout_s = 0.3", "timeout_s = 2.0")
     d = start(
-        tmp_path, models, tipd_exe, extra=ACTIVE, control=f"tcp://127.0.0.1:{free_port()}"
+        tmp_path, models, tipd_exe, extra=slow, control=f"tcp://127.0.0.1:{free_port()}"
     )  # nobody listens there
     try:
         stream: list[tuple[str, dict[str, object]]] = []

@@ -111,3 +111,33 @@ def test_no_daemon_is_one_clear_line_and_exit_2(tmp_path: Path, tipd_exe: list[s
     )
     assert out.returncode == 2 and "no answer from tipd" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_stop_file_in_the_config_halts_commands_while_it_exists(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    stop_file = tmp_path / "STOP"
+    models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
+    active = ACTIVE.replace("[safety]", f'[safety]\nstop_file = "{stop_file}"')
+    d = start(tmp_path, models, tipd_exe, extra=active, control=f"tcp://127.0.0.1:{free_port()}")
+    try:
+        stop_file.touch()
+        t_stop = time.time()
+        for k in range(3):
+            d.send(encode_frame(frame(frame_id=f"s{k}").header(), GOOD.data))
+            d.events_until("state.stm1", 10.0)
+        time.sleep(0.3)
+        stopped = commands_since(d, t_stop)
+        gate = status(tipd_exe, tmp_path)
+        stop_file.unlink()
+        t_go = time.time()
+        d.send(encode_frame(frame(frame_id="go").header(), GOOD.data))
+        d.events_until("action.stm1", 10.0)
+        time.sleep(0.3)
+        going = commands_since(d, t_go)
+    finally:
+        stop(d)
+    assert stopped and all(c["status"] == "refused" for c in stopped)
+    assert all(f"stop file {stop_file} is present" in str(c["detail"]) for c in stopped)
+    assert gate["stopped"] is True
+    assert going and going[0]["status"] in ("sent", "failed")
