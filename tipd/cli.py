@@ -397,9 +397,11 @@ def _cmd_journal(args: argparse.Namespace) -> int:
             )
         else:
             stamp = _time.strftime("%H:%M:%S", _time.localtime(row["t"]))
+            known = row.get("familiarity")
+            seen = "" if known is None else f"familiarity {known:.3f} "
             print(
                 f"{stamp} {row['microscope']} {row['frame_id']} {row['kind']:<6} "
-                f"{row['status']:<10} {row['state'] or '':<16} {row['detail'] or ''}"
+                f"{row['status']:<10} {row['state'] or '':<16} {seen}{row['detail'] or ''}"
             )
     return 0
 
