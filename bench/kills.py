@@ -3,10 +3,12 @@ the safety gate break across the restarts, and is any command executed twice?
 
     .venv/bin/python bench/kills.py [--kills 20] [--sim-kills 3]
 
-``tipd run --live`` (Au(111) model) against ``tipd sim`` (a double tip that degrades), with
+``tipd run --live`` (Au(111) model) against ``tipd sim`` (a double tip that degrades and
+changes by itself about once a 500 lines), with
 tight limits so they matter: a 20 nm forbidden radius, at most 6 pulses or crashes without a
-good frame, 20 an hour, 1 s cooldown. The daemon is killed with SIGKILL ``--kills`` times at
-random moments (0.5–4 s after its start) and started again on the same journal; the sim is
+good frame, 20 an hour, 1 s cooldown, and one surely bad frame is enough to act. The daemon
+is killed with SIGKILL ``--kills`` times at random moments (3–8 s after its start, of which
+~3 s loading models) and started again on the same journal; the sim is
 killed ``--sim-kills`` times among them and started again on the same truth log and executed
 file. Then, from the sim's truth log (what was really executed) and the journal:
 
@@ -67,6 +69,8 @@ forbidden_radius_nm = {LIMITS["forbidden_radius_nm"]}
 max_fruitless = {LIMITS["max_fruitless"]}
 max_actions_per_hour = {LIMITS["max_actions_per_hour"]}
 cooldown_s = 1.0
+[policy]
+consecutive = 1
 [controller]
 timeout_s = 1.0
 retries = 3
@@ -77,7 +81,7 @@ retries = 3
         sys.executable, "-m", "tipd.cli", "sim", "--surface", "au111", "--pixels", "96",
         "--line-time", "0.003", "--chunk-lines", "16", "--start-tip", "double",
         "--frames", frames, "--control", control, "--truth", str(truth),
-        "--action-time-scale", "0.2",
+        "--action-time-scale", "0.2", "--change-per-line", "0.002",
     ]  # fmt: skip
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     daemon = subprocess.Popen(daemon_cmd, **quiet)  # type: ignore[call-overload]
@@ -87,7 +91,7 @@ retries = 3
     t0 = time.monotonic()
     try:
         for k in range(args.kills):
-            time.sleep(float(rng.uniform(0.5, 4.0)))
+            time.sleep(float(rng.uniform(3.0, 8.0)))
             daemon.send_signal(signal.SIGKILL)
             daemon.wait()
             if k in sim_kills_at:
