@@ -144,20 +144,3 @@ def test_fitting_adds_the_features_output_and_changes_no_other(
     assert m.familiarity is not None and m.training["familiarity"]["train"].startswith("tipd synth")
     lo, hi = m.training["familiarity"]["pixel_nm"]
     assert 0 < lo < hi < 1  # H:Si frames: 4–20 nm at 128 px
-
-
-def test_the_journal_keeps_and_shows_familiarity(tmp_path: Path, tipd_exe: list[str]) -> None:
-    import subprocess
-
-    from tipd.journal import Journal
-
-    path = tmp_path / "j.sqlite"
-    j = Journal(path)
-    j.frame("stm1", "f1", 1, "frame", 64, "classified", UNFAMILIAR, {"good": 0.1}, 5.0, "", 0.004)
-    j.frame("stm1", "f2", 2, "frame", 64, "classified", "good", {"good": 0.99}, 5.0, "", 0.25)
-    j.close()
-    out = subprocess.run(
-        [*tipd_exe, "journal", "--path", str(path)], capture_output=True, text=True, timeout=60
-    ).stdout.splitlines()
-    assert "unfamiliar" in out[0] and "familiarity 0.004" in out[0]
-    assert "familiarity 0.250" in out[1]

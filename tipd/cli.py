@@ -362,10 +362,17 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_events(args: argparse.Namespace) -> int:
+    from tipd import config
     from tipd.events import tail
 
     try:
-        for line in tail(args.endpoint, args.topic, args.seconds, _curve_from_args(args)):
+        endpoint = args.endpoint or config.load(args.config).endpoints.events
+    except config.ConfigError as exc:
+        print(f"tipd events: {exc}", file=sys.stderr)
+        return 2
+    print(f"listening to tipd's events at {endpoint} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        for line in tail(endpoint, args.topic, args.seconds, _curve_from_args(args)):
             print(line, flush=True)
     except KeyboardInterrupt:
         pass
@@ -376,13 +383,16 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     import json as _json
     import time as _time
 
+    from tipd import config
     from tipd.journal import query
 
     since = _time.time() - args.minutes * 60 if args.minutes else None
     try:
-        rows = query(
-            args.path, "commands" if args.commands else "frames", args.last, args.state, since
-        )
+        path = args.path or config.load(args.config).journal
+        rows = query(path, "commands" if args.commands else "frames", args.last, args.state, since)
+    except config.ConfigError as exc:
+        print(f"tipd journal: {exc}", file=sys.stderr)
+        return 2
     except FileNotFoundError as exc:
         print(f"tipd journal: {exc}", file=sys.stderr)
         return 2
@@ -690,7 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_operator, op=op)
 
     p = sub.add_parser("events", help="tail the daemon's events in a readable form")
-    p.add_argument("--endpoint", default="tcp://127.0.0.1:5552")
+    p.add_argument(
+        "--endpoint", help="events endpoint (default: the settings', tcp://127.0.0.1:5552)"
+    )
+    p.add_argument("--config", type=Path, help="tipd's settings (TOML), for the endpoint")
     p.add_argument(
         "--topic",
         action="append",
@@ -702,7 +715,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_events)
 
     p = sub.add_parser("journal", help="query the journal")
-    p.add_argument("--path", type=Path, default=Path("tipd-journal.sqlite"))
+    p.add_argument(
+        "--path",
+        type=Path,
+        help="journal file (default: the one the settings name, as `tipd run` uses it)",
+    )
+    p.add_argument("--config", type=Path, help="tipd's settings (TOML), for the journal path")
     p.add_argument("--last", type=int, default=20)
     p.add_argument("--state", help="only decisions of this state")
     p.add_argument("--minutes", type=float, help="only the last this many minutes")
