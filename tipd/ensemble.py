@@ -186,7 +186,7 @@ def decide(
     familiar = familiarity is None or familiarity >= threshold
     if familiar:
         over = [(classes[c], c) for c in manifest.classes if classes[c] >= manifest.thresholds[c]]
-        state, confidence = (max(over)[1], max(over)[0]) if over else ("unknown", 0.0)
+        confidence, state = max(over) if over else (0.0, "unknown")
         good = max((classes[c] for c in manifest.desirable), default=0.0)
         bad, tip_change = 1.0 - good, classes.get("tip_change", 0.0)
     else:

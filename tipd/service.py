@@ -309,6 +309,18 @@ class Daemon:
             **journal,
         }
 
+    def health(self, microscope: str) -> HealthEvent:
+        """The health event now: the periodic one (``microscope`` ``*``), or one that a
+        microscope's state raised at once."""
+        return HealthEvent(
+            microscope=microscope,
+            uptime_s=time.monotonic() - self.started,
+            provider=self.models["*"].provider,
+            queue_depth=self.backlog,
+            counters=self.all_counters(),
+            blind=self.blind(),
+        )
+
     def blind(self) -> dict[str, int]:
         """Microscopes whose last ``blind_after`` or more whole frames were unfamiliar: how
         many in a row."""
@@ -322,7 +334,7 @@ class Daemon:
             log.warning("errors held back", microscope=microscope, what=what, count=held)
             await self.events.publish(
                 ErrorEvent(
-                    microscope=microscope if microscope != "?" else "*",
+                    microscope=_event_microscope(microscope),
                     what=what if what != "*" else "flood",
                     detail=detail,
                 )
@@ -338,16 +350,7 @@ class Daemon:
             self._prune_journal()
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + self.settings.health_s
-                await self.events.publish(
-                    HealthEvent(
-                        microscope="*",
-                        uptime_s=time.monotonic() - self.started,
-                        provider=self.models["*"].provider,
-                        queue_depth=self.backlog,
-                        counters=self.all_counters(),
-                        blind=self.blind(),
-                    )
-                )
+                await self.events.publish(self.health("*"))
                 frames, errors = self.counters["frames"], self.counters["errors"]
                 sd_notify(f"STATUS=frames {frames}, errors {errors}")
             if watchdog:
@@ -444,7 +447,7 @@ class Daemon:
         self.journal.frame(
             microscope, frame_id, None, "error", None, "rejected", detail=f"{what}: {detail}"
         )
-        mic = microscope if microscope != "?" else "*"
+        mic = _event_microscope(microscope)
         await self.events.publish(
             ErrorEvent(microscope=mic, what=what, detail=detail[:4000], frame_id=frame_id)
         )
@@ -479,18 +482,15 @@ class Daemon:
         self.counters["messages"] += 1
         if decoded is None:
             decoded = _decode(parts)
-        try:
-            if isinstance(decoded, ProtocolError):
-                raise decoded
-            kind, header, data = decoded
-        except ProtocolError as exc:
+        if isinstance(decoded, ProtocolError):
             microscope = "?"
             if parts and isinstance(parts[0], bytes) and b"." in parts[0]:
                 candidate = parts[0].split(b".", 1)[1].decode("ascii", "replace")
                 if candidate.replace("-", "").replace("_", "").isalnum() and len(candidate) <= 64:
                     microscope = candidate
-            await self.error(microscope, "protocol", str(exc))
+            await self.error(microscope, "protocol", str(decoded))
             return
+        kind, header, data = decoded
         allowed = self.settings.microscopes
         if allowed and header.microscope not in allowed:
             await self.error(
@@ -655,16 +655,7 @@ class Daemon:
                 frames=mic.unfamiliar,
                 familiarity=decision.familiarity,
             )
-            await self.events.publish(
-                HealthEvent(
-                    microscope=mic.name,
-                    uptime_s=time.monotonic() - self.started,
-                    provider=self.models["*"].provider,
-                    queue_depth=self.backlog,
-                    counters=self.all_counters(),
-                    blind=self.blind(),
-                )
-            )
+            await self.events.publish(self.health(mic.name))
 
     # ---------------------------------------------------------------- actions
 
@@ -736,6 +727,11 @@ class Daemon:
             detail=reply.detail,
             tries=tries,
         )
+
+
+def _event_microscope(microscope: str) -> str:
+    """The events' name of a microscope: ``*`` for a message whose microscope is not known."""
+    return "*" if microscope == "?" else microscope
 
 
 def _decode(parts: list[bytes]) -> tuple[str, FrameHeader, np.ndarray] | ProtocolError:
