@@ -148,6 +148,13 @@ def row_median(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def robust_spread(x: np.ndarray) -> tuple[float, float]:
+    """Median of ``x`` (any shape, finite) and its robust standard deviation, 1.4826 × the
+    median absolute deviation (equal to σ for normal data, blind to a few outliers)."""
+    centre = float(np.median(x))
+    return centre, 1.4826 * float(np.median(np.abs(x - centre)))
+
+
 def line_jumps(z: np.ndarray, k: float = 5.0) -> np.ndarray:
     """Rows of ``z`` ``(rows, cols)`` (any unit) that start a horizontal discontinuity: the
     median step from the line before lies more than ``k`` robust standard deviations (1.4826 ·
@@ -168,7 +175,7 @@ def line_jumps(z: np.ndarray, k: float = 5.0) -> np.ndarray:
     finite = np.isfinite(steps)
     if finite.sum() < 4:
         return np.zeros(0, dtype=int)
-    centre = np.median(steps[finite])
-    scale = 1.4826 * np.median(np.abs(steps[finite] - centre)) + 1e-30
+    centre, spread = robust_spread(steps[finite])
+    scale = spread + 1e-30
     out: np.ndarray = np.flatnonzero(finite & (np.abs(steps - centre) > k * scale)) + 1
     return out

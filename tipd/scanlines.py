@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tipd.preprocess import row_median
+from tipd.preprocess import robust_spread, row_median
 
 #: lines on each side of a boundary whose pixel-wise median is compared
 BLOCK = 5
@@ -127,8 +127,7 @@ def line_jumps_sigma(z: np.ndarray, block: int = BLOCK) -> np.ndarray:
     ok = np.isfinite(jumps)
     if ok.sum() < 3:
         return np.zeros(0)
-    centre = np.median(jumps[ok])
-    spread = 1.4826 * np.median(np.abs(jumps[ok] - centre))
+    centre, spread = robust_spread(jumps[ok])
     if not spread > 0:  # a perfectly regular frame: any jump stands out completely
         spread = float(np.abs(jumps[ok] - centre).max()) / 100 or 1.0
     out: np.ndarray = np.where(ok, (jumps - centre) / spread, 0.0)
