@@ -153,16 +153,16 @@ def _wait_for(ready: object, timeout: float, daemon: subprocess.Popen[bytes]) ->
 def synthetic_familiarity(ens: Ensemble, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Familiarity of ``n`` held-out synthetic frames (the model's test seed), and the part
     of it from the hidden features alone."""
-    from tipd.train.familiar import features, frames
+    from tipd.train.data import synthetic
+    from tipd.train.familiar import features
     from tipd.train.revote import synth_seeds
 
     m = ens.manifest
-    seeds = synth_seeds(m)
     size, channels = m.preprocessing.size, tuple(m.preprocessing.channels)
-    x, px, _ = frames(m.surface, seeds.test, n, size, channels, 2)
-    assert ens.familiarity is not None
-    f = features(ens, x)
-    return ens.familiarity.score(f, list(px)), ens.familiarity.feature_familiarity(f)
+    test = synthetic(m.surface, n, synth_seeds(m).test, size, 2, channels)
+    assert ens.familiarity is not None and test.pixel_nm is not None
+    f = features(ens, test.x)
+    return ens.familiarity.score(f, list(test.pixel_nm)), ens.familiarity.feature_familiarity(f)
 
 
 def feature_only(ens: Ensemble, frames: list[Frame]) -> np.ndarray:

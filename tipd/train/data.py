@@ -45,12 +45,21 @@ class Dataset:
     labels: tuple[str, ...]
     source: str
     channels: tuple[str, ...] = DEFAULT_CHANNELS
+    #: model-input pixel size of each frame (nm), ``(N,)``, where known (synthetic frames)
+    pixel_nm: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.x)
 
     def subset(self, index: np.ndarray) -> Dataset:
-        return replace(self, x=self.x[index], y=self.y[index], primary=self.primary[index])
+        pixel_nm = None if self.pixel_nm is None else self.pixel_nm[index]
+        return replace(
+            self,
+            x=self.x[index],
+            y=self.y[index],
+            primary=self.primary[index],
+            pixel_nm=pixel_nm,
+        )
 
     def columns(self, names: tuple[str, ...]) -> Dataset:
         """The same frames with only the label columns ``names`` (e.g. the H:Si 4 classes)."""
@@ -60,9 +69,9 @@ class Dataset:
 
 def _render_chunk(
     args: tuple[str, int, int, int, int, tuple[str, ...]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     surface, seed, start, stop, size, channels = args
-    xs, ys, ps = [], [], []
+    xs, ys, ps, px = [], [], [], []
     # one BLAS thread per renderer: the workers already fill the cores, and OpenBLAS threads on
     # top of them ran the H:Si and generic renders 4× slower on 2 cores (and stalled 16 cores)
     with threadpool_limits(1):
@@ -71,7 +80,8 @@ def _render_chunk(
             xs.append(model_input(f.heights_m, size, channels).astype(np.float16))
             ys.append(f.labels)
             ps.append(f.primary)
-    return np.stack(xs), np.stack(ys), np.array(ps)
+            px.append(f.scan_size_nm[0] / size)
+    return np.stack(xs), np.stack(ys), np.array(ps), np.array(px)
 
 
 def synthetic(
@@ -98,6 +108,7 @@ def synthetic(
         labels=tax.labels,
         source=f"tipd synth {surface} seed {seed} frames 0..{n - 1}",
         channels=channels,
+        pixel_nm=np.concatenate([p[3] for p in parts]),
     )
 
 

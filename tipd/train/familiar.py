@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ import onnx
 from tipd import familiarity
 from tipd.ensemble import Ensemble
 from tipd.models import MANIFEST, load_manifest, sha256_file
-from tipd.preprocess import model_input
-from tipd.synth.generate import generate
+from tipd.train.data import synthetic
 from tipd.train.revote import synth_seeds
 
 FEATURES = "features"
@@ -56,30 +54,6 @@ def add_features_output(graph: Path) -> list[str]:
     return names
 
 
-def _render(args: tuple[str, int, int, int, int, tuple[str, ...]]) -> tuple[np.ndarray, ...]:
-    surface, seed, start, stop, size, channels = args
-    xs, px, cls = [], [], []
-    for i in range(start, stop):
-        f = generate(surface, i, seed=seed, pixels=size)
-        xs.append(model_input(f.heights_m, size, channels))
-        px.append(f.scan_size_nm[0] / size)
-        cls.append(f.primary)
-    return np.stack(xs), np.array(px), np.array(cls)
-
-
-def frames(
-    surface: str, seed: int, n: int, size: int, channels: tuple[str, ...], workers: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``n`` synthetic frames of ``seed``: model inputs ``(n, C, S, S)``, model-input pixel
-    size (nm) ``(n,)`` and primary class ``(n,)``."""
-    step = 250
-    jobs = [(surface, seed, a, min(a + step, n), size, channels) for a in range(0, n, step)]
-    with ProcessPoolExecutor(max(1, workers)) as pool:
-        parts = list(pool.map(_render, jobs))
-    x, px, cls = (np.concatenate([p[k] for p in parts]) for k in range(3))
-    return x, px, cls
-
-
 def features(ens: Ensemble, x: np.ndarray) -> np.ndarray:
     """The ``features`` output of ``ens`` on model inputs ``x``, ``(N, H)``."""
     parts = [ens.run(x[a : a + 256]).features for a in range(0, len(x), 256)]
@@ -98,9 +72,12 @@ def fit_model(folder: Path, n_train: int = 3000, n_val: int = 1000, workers: int
     (folder / MANIFEST).write_text(json.dumps(raw, indent=2) + "\n")
     ens = Ensemble(folder, prefer_gpu=False)
     size, channels = manifest.preprocessing.size, tuple(manifest.preprocessing.channels)
-    x, px, cls = frames(manifest.surface, seeds.train, n_train, size, channels, workers)
-    xv, _, _ = frames(manifest.surface, seeds.validation, n_val, size, channels, workers)
-    stats = familiarity.fit(features(ens, x), cls, features(ens, xv), px)
+    train = synthetic(manifest.surface, n_train, seeds.train, size, workers, channels)
+    val = synthetic(manifest.surface, n_val, seeds.validation, size, workers, channels)
+    assert train.pixel_nm is not None
+    stats = familiarity.fit(
+        features(ens, train.x), train.primary, features(ens, val.x), train.pixel_nm
+    )
     stats.save(folder / FILE)
     raw["familiarity"] = {"file": FILE, "sha256": sha256_file(folder / FILE)}
     raw["training"]["familiarity"] = {
