@@ -242,12 +242,16 @@ def test_a_tampered_model_stops_the_start(
 
 
 def start_fails(
-    tmp_path: Path, models: Path, tipd_exe: list[str], journal: Path | None = None
+    tmp_path: Path,
+    models: Path,
+    tipd_exe: list[str],
+    journal: Path | None = None,
+    extra: str = "",
 ) -> tuple[int, str]:
-    """``tipd run`` with ``models`` and ``journal`` (default: one in ``tmp_path``), expected
-    to stop at its start: the exit code and everything it printed."""
+    """``tipd run`` with ``models``, ``journal`` (default: one in ``tmp_path``) and ``extra``
+    settings, expected to stop at its start: the exit code and everything it printed."""
     config = tmp_path / "t.toml"
-    config.write_text(f'journal = "{journal or tmp_path / "j.sqlite"}"\n')
+    config.write_text(f'journal = "{journal or tmp_path / "j.sqlite"}"\n{extra}')
     run = subprocess.run(
         [*tipd_exe, "run", "--config", str(config)],
         capture_output=True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import time
@@ -437,18 +436,8 @@ def test_an_endpoint_in_use_stops_the_start_with_one_line(
     port = free_port()
     busy.bind(f"tcp://127.0.0.1:{port}")
     try:
-        config = tmp_path / "t.toml"
-        config.write_text(
-            f'journal = "{tmp_path / "j.sqlite"}"\n[endpoints]\nframes = "tcp://127.0.0.1:{port}"\n'
-        )
-        run = subprocess.run(
-            [*tipd_exe, "run", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "TIPD_MODELS_DIR": str(models)},
-        )
+        extra = f'[endpoints]\nframes = "tcp://127.0.0.1:{port}"\n'
+        code, out = start_fails(tmp_path, models, tipd_exe, extra=extra)
     finally:
         busy.close()
-    out = run.stdout + run.stderr
-    assert run.returncode == 2 and "cannot start: endpoint" in out and "Traceback" not in out
+    assert code == 2 and "cannot start: endpoint" in out and "Traceback" not in out

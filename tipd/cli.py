@@ -6,12 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tipd import __version__
 from tipd.taxonomy import SURFACES
 
 if TYPE_CHECKING:
+    from tipd.config import Settings
     from tipd.curve import Curve
     from tipd.train.fuse import VoteSettings
 
@@ -318,8 +319,18 @@ def _add_vote_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _settings(command: str, path: Path | None, **overrides: Any) -> Settings:
+    """tipd's settings from ``path`` (and ``TIPD_*``); bad ones are one line and exit 2."""
     from tipd import config
+
+    try:
+        return config.load(path, **overrides)
+    except config.ConfigError as exc:
+        print(f"tipd {command}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     from tipd.logs import configure
     from tipd.service import run
 
@@ -329,25 +340,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "model": args.model,
         "journal": args.journal,
     }
-    try:
-        settings = config.load(args.config, **overrides)
-    except config.ConfigError as exc:
-        print(f"tipd run: {exc}", file=sys.stderr)
-        return 2
-    return run(settings, args.config)
+    return run(_settings("run", args.config, **overrides), args.config)
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
     """``tipd hold | release | reset | status``: one request to the running daemon."""
-    from tipd import config
     from tipd.operator import NoAnswerError, ask, describe
     from tipd.protocol import OperatorRequest, ProtocolError
 
-    try:
-        endpoint = args.endpoint or config.load(args.config).endpoints.operator
-    except (OSError, ValueError) as exc:
-        print(f"tipd {args.op}: {exc}", file=sys.stderr)
-        return 2
+    endpoint = args.endpoint or _settings(args.op, args.config).endpoints.operator
     request = OperatorRequest(op=args.op, microscope=args.microscope, who=args.who)
     try:
         reply = ask(endpoint, request, args.timeout, _curve_from_args(args))
@@ -362,14 +363,9 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_events(args: argparse.Namespace) -> int:
-    from tipd import config
     from tipd.events import tail
 
-    try:
-        endpoint = args.endpoint or config.load(args.config).endpoints.events
-    except config.ConfigError as exc:
-        print(f"tipd events: {exc}", file=sys.stderr)
-        return 2
+    endpoint = args.endpoint or _settings("events", args.config).endpoints.events
     print(f"listening to tipd's events at {endpoint} (Ctrl-C to stop)", file=sys.stderr)
     try:
         for line in tail(endpoint, args.topic, args.seconds, _curve_from_args(args)):
@@ -383,16 +379,12 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     import json as _json
     import time as _time
 
-    from tipd import config
     from tipd.journal import query
 
     since = _time.time() - args.minutes * 60 if args.minutes else None
+    path = args.path or _settings("journal", args.config).journal
     try:
-        path = args.path or config.load(args.config).journal
         rows = query(path, "commands" if args.commands else "frames", args.last, args.state, since)
-    except config.ConfigError as exc:
-        print(f"tipd journal: {exc}", file=sys.stderr)
-        return 2
     except FileNotFoundError as exc:
         print(f"tipd journal: {exc}", file=sys.stderr)
         return 2
