@@ -3,7 +3,8 @@
 For ``--n`` frames of each model's test seed (rendered at the model size, as in its reports):
 good/bad AUROC and tip-change AUROC from the vote alone (as ``reports/S.md``) and from the
 whole decision (``bad`` and ``tip_change`` after familiarity and the scan lines), the share of
-frames called unfamiliar, and how often the lines name a state the vote did not.
+frames called unfamiliar, and how often the lines name a tip change on a frame the model does
+not know.
 
     .venv/bin/python bench/decisions.py [--models generic au111 cu111 hsi100] [--n 1000]
 """
@@ -50,9 +51,7 @@ def main() -> None:
             dec_bad.append(d.bad)
             dec_tc.append(d.tip_change)
             unfamiliar += d.state == UNFAMILIAR
-            lines_named += d.lines.probability >= 0.5 and d.state == "tip_change" and (
-                d.classes.get("tip_change", 0.0) < m.thresholds.get("tip_change", 1.0)
-            )
+            lines_named += not d.familiar and d.state == "tip_change"
         yb, yt = np.array(bad_y, float), np.array(tc_y, float)
         print(
             f"| {name} | {auroc(yb, np.array(vote_bad)):.3f} / {auroc(yb, np.array(dec_bad)):.3f}"

@@ -10,19 +10,12 @@ event and kept in the gate's state, so it survives a restart like the rest of th
 from __future__ import annotations
 
 import getpass
-import time
 from typing import Any
 
 import zmq
 
 from tipd.curve import Curve
-from tipd.protocol import (
-    OperatorReply,
-    OperatorRequest,
-    ProtocolError,
-    decode_operator_reply,
-    encode_operator,
-)
+from tipd.protocol import OperatorReply, OperatorRequest, decode_operator_reply, encode_operator
 
 
 class NoAnswerError(Exception):
@@ -36,7 +29,8 @@ def ask(
     curve: Curve | None = None,
 ) -> OperatorReply:
     """Send ``request`` to the daemon at ``endpoint`` and return its reply; :class:`NoAnswerError`
-    after ``timeout_s`` seconds, :class:`ProtocolError` for a reply that is not one."""
+    after ``timeout_s`` seconds, :class:`tipd.protocol.ProtocolError` for a reply that is not
+    one."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -85,10 +79,3 @@ def _state(status: dict[str, Any]) -> str:
     actions = status.get("actions_last_hour", 0)
     fruitless = status.get("fruitless", 0)
     return f"{', '.join(words)}; {actions} pulses/crashes in the last hour, {fruitless} in a row"
-
-
-def stamp(t: float | None = None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
-
-
-__all__ = ["NoAnswerError", "ProtocolError", "ask", "describe", "stamp", "who"]
