@@ -580,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--width",
         type=float,
         help="width multiplier of the CNNs but RW (default 0.25; 0.125 for generic on the "
-        "CPU; see README for what width costs in accuracy)",
+        "CPU; see docs/models.md for what width costs in accuracy)",
     )
     p.add_argument(
         "--device",
