@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# tipd's state folder (its default journal) for every test and every tipd they start: a
+# folder of the test run's own, never the user's ~/.local/state/tipd
+os.environ.pop("STATE_DIRECTORY", None)
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="tipd-tests-state-")
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"

@@ -225,9 +225,7 @@ def test_a_reload_with_tighter_limits_applies_to_a_microscope_already_known(
     endpoint, so sent commands fail after their timeout. After SIGHUP with limits that every
     rung exceeds, the same microscope's next commands are refused at the gate."""
     models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
-    d = start(
-        tmp_path, models, tipd_exe, extra=ACTIVE, control=f"tcp://127.0.0.1:{free_port()}"
-    )
+    d = start(tmp_path, models, tipd_exe, extra=ACTIVE, control=f"tcp://127.0.0.1:{free_port()}")
     try:
         for k in range(3):
             d.send(encode_frame(frame(frame_id=f"a{k}").header(), GOOD.data))
@@ -291,7 +289,6 @@ def test_live_and_advisory_together_is_a_usage_error(tipd_exe: list[str]) -> Non
     )
     assert run.returncode == 2 and "not allowed with" in run.stderr
     assert "Traceback" not in run.stderr
-
 
 
 def test_the_safety_state_survives_a_restart(

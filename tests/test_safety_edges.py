@@ -271,13 +271,17 @@ def test_the_default_ladders_are_the_documented_figures() -> None:
     ]
     gentle = ("pulse", {"bias_V": 2.5, "width_s": 0.1})
     assert rungs("tip_change") == [gentle, *rungs("double_tip")[1:]]
-    assert rungs("blunt") == rungs("rows") == [
-        ("pulse", {"bias_V": 4.0, "width_s": 0.2}),
-        ("pulse", {"bias_V": 6.0, "width_s": 0.2}),
-        ("crash", {"depth_nm": 0.9, "bias_V": 0.02}),
-        ("crash", {"depth_nm": 1.5, "bias_V": 0.02}),
-        ("crash", {"depth_nm": 2.5, "bias_V": 0.02}),
-    ]
+    assert (
+        rungs("blunt")
+        == rungs("rows")
+        == [
+            ("pulse", {"bias_V": 4.0, "width_s": 0.2}),
+            ("pulse", {"bias_V": 6.0, "width_s": 0.2}),
+            ("crash", {"depth_nm": 0.9, "bias_V": 0.02}),
+            ("crash", {"depth_nm": 1.5, "bias_V": 0.02}),
+            ("crash", {"depth_nm": 2.5, "bias_V": 0.02}),
+        ]
+    )
     for fault in ("step_edge", "impurity", "corruption", "generic_defect"):
         assert rungs(fault) == [("move", {})]
     assert rungs("poor") == rungs("double_tip")

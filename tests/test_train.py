@@ -43,7 +43,7 @@ def test_manifest_lists_verified_files_and_the_onnx_check(tiny_model: Path) -> N
     # which generator rendered the frames: training's and the held-out test's
     assert m.training["generator"] == GENERATOR["hsi100"]
     assert f"on frames of synthetic-frame generator {GENERATOR['hsi100']}" in text
-    assert f"Held-out test frames: {m.training['test']} of generator 1 (" in text
+    assert f"Test frames: {m.training['test']} of generator 1, " in text
 
 
 def test_runtime_votes_are_the_stacked_vote_the_manifest_records(tiny_model: Path) -> None:

@@ -10,88 +10,167 @@ import json
 import sys
 from pathlib import Path
 
-from tipd.ensemble import Ensemble
+from tipd.ensemble import Decision, Ensemble
+from tipd.frames import Frame
 from tipd.models import ModelError, find
-from tipd.readers import ReaderError, read_any
-from tipd.scanlines import TipChangeEvidence
+from tipd.readers import ReaderError, find_scans, read_any
+from tipd.taxonomy import UNFAMILIAR
 
 DEFAULT_MODEL = "generic"
 
 
+#: what the states that are not a class of the model mean, for the table's footnotes
+STATE_NOTES = {
+    "unknown": "no class reached its confidence threshold: the model is unsure, and tipd "
+    "does nothing to the tip on such a frame",
+    UNFAMILIAR: "the frame is unlike the model's training frames (scale or texture): its "
+    "classes are not trusted and tipd does nothing to the tip",
+}
+
+COLUMNS = ("file", "scan", "pixels", "bias", "state", "conf", "bad", "tip change", "familiar")
+
+
 def classify_files(
-    paths: list[Path], model: str | None, as_json: bool, direction: str = "forward"
+    paths: list[Path],
+    model: str | None,
+    as_json: bool,
+    direction: str = "forward",
+    sheet: Path | None = None,
 ) -> int:
-    """Classify each file; unreadable files get an ``error`` object. Exit 1 if any failed."""
+    """Classify each file and print a table (or, with ``as_json``, one JSON object per file);
+    unreadable files get an error row. With ``sheet``, also write a contact sheet of the scans
+    with their verdicts there. Exit 1 if any failed."""
     try:
         ensemble = Ensemble(find(model or DEFAULT_MODEL))
     except ModelError as exc:
         print(f"tipd classify: {exc}", file=sys.stderr)
         return 2
-    failed = 0
     name = ensemble.manifest.name
-    if not as_json:
-        print(f"model {name} ({ensemble.provider})")
+    paths = scan_files(paths)
+    rows: list[tuple[str, ...]] = []
+    seen: list[tuple[Path, Frame, Decision]] = []
+    failed = 0
     for path in paths:
         try:
             frame = read_any(path, direction=direction)
             decision = ensemble.classify([frame])[0]
         except ReaderError as exc:
             failed += 1
-            record = {"path": str(path), "model": name, "error": str(exc)}
-            print(json.dumps(record) if as_json else f"{path}: ERROR {exc}", flush=True)
+            if as_json:
+                print(json.dumps({"path": str(path), "model": name, "error": str(exc)}))
+            else:
+                rows.append((str(path), f"ERROR {exc}"))
             continue
+        seen.append((path, frame, decision))
         if as_json:
-            print(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        "channel": frame.channel,
-                        "model": name,
-                        "classes": {k: round(v, 4) for k, v in decision.classes.items()},
-                        "state": decision.state,
-                        "desirable": decision.desirable,
-                        "confidence": round(decision.confidence, 4),
-                        "bad": round(decision.bad, 4),
-                        "tip_change": round(decision.tip_change, 4),
-                        "familiarity": _rounded(decision.familiarity),
-                        "familiar": decision.familiar,
-                        "lines": {
-                            "tip_change": round(decision.lines.probability, 4),
-                            "row": decision.lines.row,
-                            "jump_sigma": round(decision.lines.jump_sigma, 2),
-                        },
-                    }
-                ),
-                flush=True,
-            )
+            print(json.dumps(_record(path, frame, name, decision)), flush=True)
         else:
-            top = ", ".join(
-                f"{k} {v:.2f}"
-                for k, v in sorted(decision.classes.items(), key=lambda kv: -kv[1])[:3]
-            )
-            known = _familiar_text(decision.familiarity, decision.familiar)
-            print(
-                f"{path}: {decision.state} ({'good' if decision.desirable else 'bad'}, "
-                f"bad {decision.bad:.2f}, tip change {decision.tip_change:.2f}, {known}) "
-                f"[{top}]{_lines_text(decision.lines)}"
-            )
+            rows.append(_row(path, frame, decision))
+    if not as_json:
+        print(f"model {name} ({ensemble.provider}), {direction} scans")
+        print(_table(rows))
+        for state, note in STATE_NOTES.items():
+            if any(len(r) > 4 and r[4] == state for r in rows):
+                print(f"{state}: {note}")
+    if sheet is not None and seen:
+        print(
+            f"wrote {verdict_sheet(seen, sheet, name)}", file=sys.stderr if as_json else sys.stdout
+        )
     return 1 if failed else 0
+
+
+def verdict_sheet(
+    seen: list[tuple[Path, Frame, Decision]], path: Path, model: str, per_row: int = 5
+) -> Path:
+    """A contact sheet of classified scans, each captioned with its file and verdict."""
+    from tipd.sheet import SheetRow, contact_sheet
+
+    rows = []
+    for k in range(0, len(seen), per_row):
+        chunk = seen[k : k + per_row]
+        rows.append(
+            SheetRow(
+                title=f"scans {k + 1}-{k + len(chunk)}",
+                frames=[f.data for _, f, _ in chunk],
+                captions=[f"{p.name}: {d.state} {d.confidence:.2f}" for p, _, d in chunk],
+                widths_nm=[f.scan_size_nm[0] for _, f, _ in chunk],
+            )
+        )
+    return contact_sheet(rows, path, tile=180, title=f"tipd classify, model {model}")
+
+
+def scan_files(paths: list[Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the scans in it (:func:`find_scans`)."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out += find_scans(path)
+        else:
+            out.append(path)
+    return out
+
+
+def _record(path: Path, frame: Frame, model: str, decision: Decision) -> dict[str, object]:
+    """One file's JSON object: the table's columns and every label's confidence."""
+    w, h = frame.scan_size_nm
+    return {
+        "path": str(path),
+        "channel": frame.channel,
+        "direction": frame.direction,
+        "scan_size_nm": [round(w, 3), round(h, 3)],
+        "pixels": list(frame.data.shape),
+        "bias_V": frame.bias_V,
+        "model": model,
+        "classes": {k: round(v, 4) for k, v in decision.classes.items()},
+        "state": decision.state,
+        "desirable": decision.desirable,
+        "confidence": round(decision.confidence, 4),
+        "bad": round(decision.bad, 4),
+        "tip_change": round(decision.tip_change, 4),
+        "familiarity": _rounded(decision.familiarity),
+        "familiar": decision.familiar,
+        "lines": {
+            "tip_change": round(decision.lines.probability, 4),
+            "row": decision.lines.row,
+            "jump_sigma": round(decision.lines.jump_sigma, 2),
+        },
+    }
+
+
+def _row(path: Path, frame: Frame, decision: Decision) -> tuple[str, ...]:
+    """One file's table row: the columns of :data:`COLUMNS`."""
+    w, h = frame.scan_size_nm
+    rows, cols = frame.data.shape
+    known = "n/a" if decision.familiarity is None else f"{decision.familiarity:.2f}"
+    lines = decision.lines
+    change = f"{decision.tip_change:.2f}"
+    if lines.row is not None and lines.probability >= 0.5:
+        change += f" (line {lines.row})"
+    return (
+        str(path),
+        f"{w:.4g}×{h:.4g} nm",
+        f"{cols}×{rows}",
+        f"{frame.bias_V:.3g} V" if frame.bias_V else "?",
+        decision.state,
+        f"{decision.confidence:.2f}",
+        f"{decision.bad:.2f}",
+        change,
+        known + ("" if decision.familiar else " (no)"),
+    )
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    """``rows`` under :data:`COLUMNS`, left-aligned; an error row spans the columns."""
+    widths = [len(c) for c in COLUMNS]
+    for row in rows:
+        if len(row) == len(COLUMNS):
+            widths = [max(a, len(b)) for a, b in zip(widths, row, strict=True)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
+    for row in rows:
+        cells = row if len(row) == len(COLUMNS) else (row[0].ljust(widths[0]), row[1])
+        out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip())
+    return "\n".join(out)
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def _familiar_text(familiarity: float | None, familiar: bool) -> str:
-    """How much the model knows such frames, in words."""
-    if familiarity is None:
-        return "familiarity not measured"
-    word = "familiar" if familiar else "UNFAMILIAR: the model's classes are not trusted"
-    return f"familiarity {familiarity:.3f}, {word}"
-
-
-def _lines_text(lines: TipChangeEvidence) -> str:
-    """The scan lines' tip-change evidence, when there is some."""
-    if lines.row is None or lines.probability < 0.5:
-        return ""
-    return f"; lines jump at row {lines.row} ({lines.jump_sigma:.1f} σ, p {lines.probability:.2f})"

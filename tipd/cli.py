@@ -6,9 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tipd import __version__
+from tipd.errors import UserError
 from tipd.taxonomy import SURFACES
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         return 0
     if args.compare is not None:
         from tipd.synth.sheets import comparison_sheet
+
+        if args.fixtures is None or not args.fixtures.is_dir():
+            raise UserError(f"--compare needs --fixtures FOLDER of real scans, got {args.fixtures}")
 
         path = comparison_sheet(args.fixtures, args.compare, seed=args.seed)
         print(f"wrote {path}")
@@ -127,6 +131,7 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
 
     from tipd.bridges.nanonis import BridgeConfig, NanonisBridge
     from tipd.bridges.nanonis_tcp import NanonisClient, NanonisError
+    from tipd.config import state_dir
     from tipd.curve import CurveError
     from tipd.logs import configure
     from tipd.safety import Limits
@@ -145,7 +150,7 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
         surface=args.surface,
         poll_s=args.poll,
         limits=limits,
-        executed=args.executed,
+        executed=args.executed or state_dir() / "nanonis-executed.jsonl",
     )
     try:
         client = NanonisClient(args.host, args.port, timeout_s=args.timeout)
@@ -366,9 +371,26 @@ def _cmd_events(args: argparse.Namespace) -> int:
     from tipd.events import tail
 
     endpoint = args.endpoint or _settings("events", args.config).endpoints.events
-    print(f"listening to tipd's events at {endpoint} (Ctrl-C to stop)", file=sys.stderr)
+    topics = ", ".join(args.topic) or "all topics"
+    print(f"listening to tipd's events at {endpoint} ({topics}; Ctrl-C to stop)", file=sys.stderr)
+
+    def quiet() -> None:
+        print(
+            f"nothing from {endpoint} yet: is tipd running there (`tipd run`)? It sends a "
+            "health event every few seconds",
+            file=sys.stderr,
+        )
+
     try:
-        for line in tail(endpoint, args.topic, args.seconds, _curve_from_args(args)):
+        lines = tail(
+            endpoint,
+            args.topic,
+            args.seconds,
+            _curve_from_args(args),
+            quiet,
+            frames_only=args.frames_only,
+        )
+        for line in lines:
             print(line, flush=True)
     except KeyboardInterrupt:
         pass
@@ -376,21 +398,25 @@ def _cmd_events(args: argparse.Namespace) -> int:
 
 
 def _cmd_journal(args: argparse.Namespace) -> int:
-    import json as _json
     import time as _time
 
-    from tipd.journal import query
+    from tipd import journal
 
     since = _time.time() - args.minutes * 60 if args.minutes else None
     path = args.path or _settings("journal", args.config).journal
+    table = "commands" if args.commands else "frames"
     try:
-        rows = query(path, "commands" if args.commands else "frames", args.last, args.state, since)
-    except FileNotFoundError as exc:
-        print(f"tipd journal: {exc}", file=sys.stderr)
-        return 2
+        states = journal.states(args.state) if args.state else None
+        kind = "frame" if args.frames_only else None
+        rows = journal.query(path, table, args.last, states, since, kind)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if args.csv:
+        journal.write_csv(rows, sys.stdout)
+        return 0
     for row in rows:
         if args.json:
-            print(_json.dumps(row))
+            print(journal.as_json(row))
         elif args.commands:
             stamp = _time.strftime("%H:%M:%S", _time.localtime(row["t_sent"]))
             print(
@@ -405,11 +431,19 @@ def _cmd_journal(args: argparse.Namespace) -> int:
                 f"{stamp} {row['microscope']} {row['frame_id']} {row['kind']:<6} "
                 f"{row['status']:<10} {row['state'] or '':<16} {seen}{row['detail'] or ''}"
             )
+    if not rows and not (args.json or args.csv):
+        print(f"no {table} rows in {path} match", file=sys.stderr)
     return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from tipd.readers import SUFFIXES, find_scans
     from tipd.replay import replay
+
+    if not args.folder.is_dir():
+        raise UserError(f"{args.folder}: not a folder")
+    if not find_scans(args.folder):
+        raise UserError(f"{args.folder}: no scan files in it (known: {', '.join(SUFFIXES)})")
 
     n = replay(
         args.folder,
@@ -427,98 +461,164 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_classify(args: argparse.Namespace) -> int:
     from tipd.classify import classify_files
 
-    return classify_files(args.files, args.model, args.json, args.direction)
+    return classify_files(args.files, args.model, args.json, args.direction, args.sheet)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit 2), pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class _Help(argparse.HelpFormatter):
+    """Help that ends each option's text with its default, where it has one to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or not action.option_strings
+            or default in (None, False, [], argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _command(sub: Any, name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
+    """A sub-command parser whose description is its help and whose options show defaults."""
+    kw.setdefault("description", f"tipd {name}: {help}.")
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help, formatter_class=_Help, **kw)
+    return parser
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    """An argparse type: a number of ``kind`` above zero."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above zero, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tipd.sim.microscope import DEFAULT_SCAN_NM
     from tipd.sim.server import DEFAULT_CONTROL_ENDPOINT, DEFAULT_FRAMES_ENDPOINT
     from tipd.sim.tipstate import TIP_KINDS
 
-    parser = argparse.ArgumentParser(prog="tipd", description=__doc__)
+    parser = _Parser(prog="tipd", description=__doc__, formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"tipd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="render labelled synthetic frames, or contact sheets")
-    p.add_argument("--surface", choices=[*SURFACES, "generic"])
-    p.add_argument("--n", type=int, help="number of frames")
+    p = _command(sub, "synth", help="render labelled synthetic frames, or contact sheets")
+    p.add_argument(
+        "--surface",
+        choices=[*SURFACES, "generic"],
+        help="surface to render (--sheet: all when not given)",
+    )
+    p.add_argument("--n", type=_positive(int), help="number of frames (with --out)")
     p.add_argument("--out", type=Path, help="output folder for shards and manifest.json")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pixels", type=int, default=128, help="frame side in pixels (default 128)")
-    p.add_argument("--shard-size", type=int, default=1000)
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same frames")
+    p.add_argument("--pixels", type=_positive(int), default=128, help="frame side in pixels")
+    p.add_argument("--shard-size", type=_positive(int), default=1000, help="frames per shard file")
+    p.add_argument("--workers", type=_positive(int), default=1, help="render processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sheet", type=Path, help="write a contact sheet (one row per class) here")
-    p.add_argument("--per-class", type=int, default=8, help="frames per class on the sheet")
+    p.add_argument(
+        "--per-class", type=_positive(int), default=8, help="frames per class on the sheet"
+    )
     p.add_argument("--compare", type=Path, help="write a synthetic-vs-real sheet here")
     p.add_argument(
         "--fixtures",
         type=Path,
-        default=Path("../shared/fixtures"),
-        help="folder of real scans for --compare",
+        help="folder of real scans for --compare (required with it)",
     )
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("keys", help="make a CURVE key pair for an endpoint")
+    p = _command(sub, "keys", help="make a CURVE key pair for an endpoint")
     p.add_argument("directory", type=Path, help="where to write NAME.key and NAME.key_secret")
-    p.add_argument("--name", default="tipd", help="key pair name (default tipd)")
-    p.add_argument(
-        "--replace", action="store_true", help="overwrite an existing pair of that name"
-    )
+    p.add_argument("--name", default="tipd", help="key pair name")
+    p.add_argument("--replace", action="store_true", help="overwrite an existing pair of that name")
     p.set_defaults(func=_cmd_keys)
 
-    p = sub.add_parser("bridge", help="put a real controller on wire protocol v1")
+    p = _command(sub, "bridge", help="put a real controller on wire protocol v1")
     bridges = p.add_subparsers(dest="controller", required=True)
-    p = bridges.add_parser("nanonis", help="a Nanonis controller over its TCP interface")
+    p = _command(bridges, "nanonis", help="a Nanonis controller over its TCP interface")
     p.add_argument("--host", default="127.0.0.1", help="Nanonis TCP interface host")
     p.add_argument("--port", type=int, default=6501, help="Nanonis TCP interface port")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per Nanonis call")
-    p.add_argument("--microscope", default="stm1", help="microscope id (default stm1)")
-    p.add_argument("--surface", help="surface the frames name (default: none)")
+    p.add_argument(
+        "--timeout", type=_positive(float), default=10.0, help="seconds per Nanonis call"
+    )
+    p.add_argument("--microscope", default="stm1", help="microscope id the frames carry")
+    p.add_argument("--surface", help="surface the frames name (default: none, generic model)")
     p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="tipd frame endpoint")
     p.add_argument("--control", default=DEFAULT_CONTROL_ENDPOINT, help="command endpoint to bind")
     p.add_argument("--channel", type=int, help="scan-buffer index of Z (default: found by name)")
-    p.add_argument("--poll", type=float, default=0.2, help="seconds between buffer polls")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument(
+        "--poll", type=_positive(float), default=0.2, help="seconds between buffer polls"
+    )
+    p.add_argument("--max-frames", type=_positive(int), help="stop after this many frames")
     p.add_argument("--max-bias", type=float, default=8.0, help="bridge limit: |bias|, V")
     p.add_argument("--max-crash", type=float, default=3.0, help="bridge limit: crash depth, nm")
     p.add_argument("--max-move", type=float, default=1000.0, help="bridge limit: one move, nm")
     p.add_argument(
         "--executed",
         type=Path,
-        default=Path("nanonis-executed.jsonl"),
         help="file that keeps executed command ids across a crash of the bridge, written "
-        "before each action (default ./nanonis-executed.jsonl)",
+        "before each action (default: nanonis-executed.jsonl in tipd's state folder, "
+        "~/.local/state/tipd or $STATE_DIRECTORY)",
     )
     _add_curve_args(p)
     p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout")
     p.set_defaults(func=_cmd_bridge)
 
-    p = sub.add_parser("sim", help="run the virtual microscope")
-    p.add_argument("--microscope", default="stm1", help="microscope id (default stm1)")
-    p.add_argument("--surface", choices=SURFACES, default="au111")
-    p.add_argument("--seed", type=int, default=0)
+    p = _command(sub, "sim", help="run the virtual microscope")
+    p.add_argument("--microscope", default="stm1", help="microscope id the frames carry")
+    p.add_argument("--surface", choices=SURFACES, default="au111", help="sample surface")
+    p.add_argument("--seed", type=int, default=0, help="random seed of sample and tip")
     p.add_argument(
         "--frames",
         default=DEFAULT_FRAMES_ENDPOINT,
-        help=f"frame endpoint to connect to (default {DEFAULT_FRAMES_ENDPOINT})",
+        help="tipd's frame endpoint, to connect to",
     )
     p.add_argument(
         "--control",
         default=DEFAULT_CONTROL_ENDPOINT,
-        help=f"controller endpoint to bind (default {DEFAULT_CONTROL_ENDPOINT})",
+        help="controller endpoint to bind (tipd connects to it)",
     )
-    p.add_argument("--pixels", type=int, default=256)
-    p.add_argument("--scan-size", type=float, help="frame size, nm (default per surface)")
+    p.add_argument("--pixels", type=_positive(int), default=256, help="frame side in pixels")
+    p.add_argument(
+        "--scan-size",
+        type=_positive(float),
+        help="frame side, nm (default per surface: "
+        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_SCAN_NM.items())
+        + ")",
+    )
     p.add_argument(
         "--line-time",
-        type=float,
+        type=_positive(float),
         default=5.0 / 256,
         help="seconds per scan line (default 5 s per 256-line frame)",
     )
-    p.add_argument("--chunk-lines", type=int, default=16, help="lines per published chunk")
+    p.add_argument(
+        "--chunk-lines", type=_positive(int), default=16, help="lines per published chunk"
+    )
     p.add_argument("--bias", type=float, default=0.5, help="reported sample bias, V")
     p.add_argument("--setpoint", type=float, default=100e-12, help="reported setpoint, A")
-    p.add_argument("--start-tip", choices=[*TIP_KINDS, "mixed"], default="sharp")
+    p.add_argument(
+        "--start-tip",
+        choices=[*TIP_KINDS, "mixed"],
+        default="sharp",
+        help="the tip's state at the start (mixed: a random one per frame)",
+    )
     _add_curve_args(p)
     p.add_argument(
         "--change-per-line",
@@ -530,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--truth",
         type=Path,
         default=Path("sim-truth.jsonl"),
-        help="JSON-lines truth log (default ./sim-truth.jsonl)",
+        help="JSON-lines log of the true tip state of every frame and every action",
     )
     p.add_argument(
         "--executed",
@@ -538,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="file that keeps executed command ids across a crash of the sim, written before "
         "each action (default: beside the truth log, NAME.executed.jsonl)",
     )
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-frames", type=_positive(int), help="stop after this many frames")
     p.add_argument(
         "--action-time-scale",
         type=float,
@@ -548,20 +648,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout")
     p.set_defaults(func=_cmd_sim)
 
-    p = sub.add_parser("train", help="train, evaluate and export one surface's ensemble")
-    p.add_argument("--surface", choices=[*SURFACES, "generic"], required=True)
+    p = _command(sub, "train", help="train, evaluate and export one surface's ensemble")
+    p.add_argument(
+        "--surface", choices=[*SURFACES, "generic"], required=True, help="taxonomy to train"
+    )
     p.add_argument("--out", type=Path, help="model folder (default models/<surface>)")
-    p.add_argument("--reports", type=Path, default=Path("reports"))
-    p.add_argument("--data", type=Path, help="real labelled scans: one sub-folder per class")
+    p.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="folder for the report and figures"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="real labelled scans: one sub-folder per class of the surface's taxonomy",
+    )
     p.add_argument(
         "--n-train",
         type=int,
         help="synthetic training frames (default on the CPU 24,000, 12,000 for generic; on a "
         "GPU 36,000)",
     )
-    p.add_argument("--n-val", type=int, default=1500)
-    p.add_argument("--n-test", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-val", type=_positive(int), default=1500, help="synthetic validation frames")
+    p.add_argument("--n-test", type=_positive(int), default=2000, help="synthetic test frames")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the training frames")
     p.add_argument(
         "--member-seconds",
         type=float,
@@ -595,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model's best-weighted member, at 0.3 of its learning rate, instead of from scratch "
         "(e.g. a shipped model, on your own labelled scans)",
     )
-    p.add_argument("--workers", type=int, default=2, help="threads / data processes")
+    p.add_argument("--workers", type=_positive(int), default=2, help="threads / data processes")
     p.add_argument(
         "--channels",
         nargs="+",
@@ -606,19 +714,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vote_args(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser(
-        "revote", help="build a trained model's vote again (stacked, mirrored), nets unchanged"
+    p = _command(
+        sub, "revote", help="build a trained model's vote again (stacked, mirrored), nets unchanged"
     )
     p.add_argument("--model", required=True, help="model name or folder")
     p.add_argument("--out", type=Path, help="write the model here (default: in place)")
     p.add_argument(
         "--reports", type=Path, default=Path("reports"), help="where its report is rewritten"
     )
-    p.add_argument("--workers", type=int, default=2, help="threads / data processes")
+    p.add_argument("--workers", type=_positive(int), default=2, help="threads / data processes")
     _add_vote_args(p)
     p.set_defaults(func=_cmd_revote)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "familiarity",
         help="fit how a model tells frames like its training frames from others (unfamiliar)",
     )
@@ -629,26 +738,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-val", type=int, default=1000, help="validation-seed frames for the reference"
     )
-    p.add_argument("--workers", type=int, default=2, help="render processes (default 2)")
+    p.add_argument("--workers", type=_positive(int), default=2, help="render processes")
     p.set_defaults(func=_cmd_familiarity)
 
-    p = sub.add_parser("evaluate", help="Table I of a shipped ensemble on labelled frames")
+    p = _command(sub, "evaluate", help="Table I of a shipped ensemble on labelled frames")
     p.add_argument("--model", required=True, help="model name or folder")
-    p.add_argument("--data", type=Path, help="real labelled scans: one sub-folder per class")
-    p.add_argument("--n", type=int, default=2000, help="synthetic frames when no --data")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="real labelled scans: one sub-folder per class of the model's taxonomy "
+        "(default: synthetic frames)",
+    )
+    p.add_argument("--n", type=_positive(int), default=2000, help="synthetic frames (no --data)")
     p.add_argument("--seed", type=int, default=99, help="synthetic seed (never a training one)")
-    p.add_argument("--reports", type=Path, default=Path("reports"))
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("reports"),
+        help="folder the report (MODEL.md, or MODEL-DATA.md for --data) and figures go to",
+    )
+    p.add_argument("--workers", type=_positive(int), default=2, help="render processes")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("classify", help="classify scan files offline")
-    p.add_argument("files", nargs="+", type=Path)
+    p = _command(sub, "classify", help="classify scan files offline")
+    p.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        help="scan files (.sxm, .Z_mtrx, .gwy, .sm4, .npy) or folders of them",
+    )
     p.add_argument("--model", default=None, help="model name or folder (default: generic)")
-    p.add_argument("--json", action="store_true", help="one JSON object per frame and line")
-    p.add_argument("--direction", choices=["forward", "backward"], default="forward")
+    p.add_argument("--json", action="store_true", help="one JSON object per file and line")
+    p.add_argument(
+        "--direction",
+        choices=["forward", "backward"],
+        default="forward",
+        help="which scan direction of each file",
+    )
+    p.add_argument(
+        "--sheet", type=Path, help="also write a contact sheet of the scans and verdicts here"
+    )
     p.set_defaults(func=_cmd_classify)
 
-    p = sub.add_parser("run", help="run the daemon")
+    p = _command(sub, "run", help="run the daemon")
     p.add_argument("--config", type=Path, help="TOML settings (see config/tipd.toml)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
@@ -663,9 +795,18 @@ def build_parser() -> argparse.ArgumentParser:
         "watching tipd in advisory mode on this microscope",
     )
     p.add_argument("--model", help="default model (when a frame names no known surface)")
-    p.add_argument("--journal", type=Path, help="SQLite journal path")
+    p.add_argument(
+        "--journal",
+        type=Path,
+        help="SQLite journal (default: the settings', journal.sqlite in tipd's state folder)",
+    )
     p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout (journald)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log lines shown",
+    )
     p.set_defaults(func=_cmd_run)
 
     from tipd.operator import who
@@ -676,7 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("reset", "clear needs_operator after looking at the tip"),
         ("status", "what each microscope's safety gate refuses now, and why"),
     ):
-        p = sub.add_parser(op, help=what, description=f"tipd {op}: {what}.")
+        p = _command(sub, op, help=what, description=f"tipd {op}: {what}.")
         if op == "status":
             p.add_argument("microscope", nargs="?", help="microscope id (default: all)")
         else:
@@ -685,13 +826,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--endpoint", help="operator endpoint (default: the config's, tcp://127.0.0.1:5553)"
         )
-        p.add_argument("--who", default=who(), help="journaled as the operator (default: you)")
-        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+        p.add_argument("--who", default=who(), help="journaled as the operator")
+        p.add_argument("--timeout", type=_positive(float), default=5.0, help="seconds to wait")
         p.add_argument("--json", action="store_true", help="the reply as one JSON object")
         _add_curve_args(p)
         p.set_defaults(func=_cmd_operator, op=op)
 
-    p = sub.add_parser("events", help="tail the daemon's events in a readable form")
+    p = _command(sub, "events", help="tail the daemon's events in a readable form")
     p.add_argument(
         "--endpoint", help="events endpoint (default: the settings', tcp://127.0.0.1:5552)"
     )
@@ -702,48 +843,96 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="topic prefix, e.g. state.stm1 (repeatable; default all)",
     )
-    p.add_argument("--seconds", type=float, help="stop after this long")
+    p.add_argument("--seconds", type=_positive(float), help="stop after this long (default: never)")
+    p.add_argument(
+        "--frames-only",
+        action="store_true",
+        help="leave out the decisions on rolling windows of lines mid-frame",
+    )
     _add_curve_args(p)
     p.set_defaults(func=_cmd_events)
 
-    p = sub.add_parser("journal", help="query the journal")
+    p = _command(sub, "journal", help="query the journal")
     p.add_argument(
         "--path",
         type=Path,
         help="journal file (default: the one the settings name, as `tipd run` uses it)",
     )
     p.add_argument("--config", type=Path, help="tipd's settings (TOML), for the journal path")
-    p.add_argument("--last", type=int, default=20)
-    p.add_argument("--state", help="only decisions of this state")
-    p.add_argument("--minutes", type=float, help="only the last this many minutes")
-    p.add_argument("--commands", action="store_true", help="commands instead of frames")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--last", type=_positive(int), default=20, help="newest this many rows")
+    p.add_argument(
+        "--state",
+        help="only decisions of this state: good or bad (on every taxonomy), unfamiliar, "
+        "unknown, or a class name such as double_tip",
+    )
+    p.add_argument("--minutes", type=_positive(float), help="only the last this many minutes")
+    p.add_argument(
+        "--commands", action="store_true", help="commands sent (or not) instead of decisions"
+    )
+    p.add_argument(
+        "--frames-only",
+        action="store_true",
+        help="decisions on whole frames only, not on rolling windows mid-frame",
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object per row (ISO 8601 times)")
+    out.add_argument("--csv", action="store_true", help="CSV with a header row, for a notebook")
     p.set_defaults(func=_cmd_journal)
 
-    p = sub.add_parser("replay", help="publish a folder of real scans as frames")
-    p.add_argument("folder", type=Path)
-    p.add_argument("--frames", default="tcp://127.0.0.1:5550", help="endpoint to connect to")
-    p.add_argument("--microscope", default="replay")
+    p = _command(sub, "replay", help="publish a folder of real scans as frames")
+    p.add_argument("folder", type=Path, help="folder of scan files (searched recursively)")
+    p.add_argument(
+        "--frames", default="tcp://127.0.0.1:5550", help="tipd's frame endpoint, to connect to"
+    )
+    p.add_argument("--microscope", default="replay", help="microscope id the frames carry")
     p.add_argument("--surface", help="surface the frames name (default: none, generic model)")
-    p.add_argument("--rate", type=float, default=1.0, help="whole frames per second")
-    p.add_argument("--line-time", type=float, help="publish line by line, seconds per line")
-    p.add_argument("--chunk-lines", type=int, default=16)
+    p.add_argument("--rate", type=_positive(float), default=1.0, help="whole frames per second")
+    p.add_argument(
+        "--line-time", type=_positive(float), help="publish line by line, seconds per line"
+    )
+    p.add_argument(
+        "--chunk-lines", type=_positive(int), default=16, help="lines per chunk (--line-time)"
+    )
     p.add_argument("--loop", action="store_true", help="start again at the end")
     p.set_defaults(func=_cmd_replay)
 
-    p = sub.add_parser("watch", help="bind the frame endpoint and show what arrives")
+    p = _command(sub, "watch", help="bind the frame endpoint and show what arrives")
     p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="endpoint to bind")
-    p.add_argument("--n", type=int, default=6, help="stop after this many complete frames")
-    p.add_argument("--timeout", type=float, default=120.0, help="give up after seconds")
+    p.add_argument(
+        "--n", type=_positive(int), default=6, help="stop after this many complete frames"
+    )
+    p.add_argument("--timeout", type=_positive(float), default=120.0, help="give up after seconds")
     p.add_argument("--sheet", type=Path, help="write a contact sheet of the frames here")
     p.set_defaults(func=_cmd_watch)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command. A user error (a path that is not there or not readable, a file
+    that is not what it should be, a bad endpoint) is one line on stderr and exit 2."""
+    import sqlite3
+
+    import zmq
+
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (UserError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        print(f"tipd {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (sqlite3.DatabaseError, zmq.ZMQError) as exc:
+        if args.command == "run":  # the daemon reports its own start errors; others are bugs
+            raise
+        print(f"tipd {args.command}: {exc}", file=sys.stderr)
+        return 2
     return code
+
+
+def _one_line(exc: Exception) -> str:
+    """An error's message, with the file it names (``OSError``) first."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {(exc.strerror or str(exc)).lower()}"
+    return str(exc)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Every key is documented here and in ``config/tipd.toml``.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,25 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tipd.errors import UserError
 from tipd.safety import Limits
+
+
+def state_dir() -> Path:
+    """The folder tipd keeps its journal (and a bridge its executed ids) in, when the settings
+    name no other: systemd's ``$STATE_DIRECTORY`` (``StateDirectory=tipd``: /var/lib/tipd),
+    else ``$XDG_STATE_HOME/tipd``, else ``~/.local/state/tipd``. The daemon, ``tipd journal``,
+    ``tipd events`` and ``make demo`` all find the journal here."""
+    systemd = os.environ.get("STATE_DIRECTORY")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "tipd"
+
+
+def default_journal() -> Path:
+    """``journal.sqlite`` in :func:`state_dir`."""
+    return state_dir() / "journal.sqlite"
 
 
 class Endpoints(BaseModel):
@@ -79,7 +98,8 @@ class Settings(BaseSettings):
     microscopes: list[str] = []  #: allowed microscope ids (empty: any)
     model: str = "generic"  #: default model when a frame names no known surface
     models: dict[str, str] = {}  #: surface → model name or folder (default: same name)
-    journal: Path = Path("tipd-journal.sqlite")  #: SQLite journal (WAL)
+    #: SQLite journal (WAL); default ``journal.sqlite`` in :func:`state_dir`
+    journal: Path = Field(default_factory=default_journal)
     #: decide and report, never command (the default; going live is a deliberate step:
     #: ``advisory = false`` or ``tipd run --live``)
     advisory: bool = True
@@ -124,7 +144,7 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Settings that cannot be used: the message names the file (or variable), the key and
     what is wrong, in one line."""
 

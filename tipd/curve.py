@@ -28,10 +28,12 @@ import zmq
 import zmq.asyncio
 import zmq.auth
 
+from tipd.errors import UserError
+
 log = structlog.get_logger("tipd.curve")
 
 
-class CurveError(Exception):
+class CurveError(UserError):
     """Keys missing or unreadable, or CURVE required and not configured."""
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import zmq
 import zmq.asyncio
 
 from tipd.curve import Curve
-from tipd.protocol import ProtocolError, _Event, decode_event, encode_event
+from tipd.protocol import ProtocolError, StateEvent, _Event, decode_event, encode_event
 
 
 class EventPublisher:
@@ -34,10 +34,18 @@ class EventPublisher:
 
 
 def tail(
-    endpoint: str, topics: list[str], seconds: float | None = None, curve: Curve | None = None
+    endpoint: str,
+    topics: list[str],
+    seconds: float | None = None,
+    curve: Curve | None = None,
+    on_quiet: Callable[[], None] | None = None,
+    quiet_s: float = 12.0,
+    frames_only: bool = False,
 ) -> Iterator[str]:
     """Readable lines for each event on ``endpoint`` (a tipd events socket); ``curve`` with
-    tipd's public key as server key when tipd's events need CURVE."""
+    tipd's public key as server key when tipd's events need CURVE. ``on_quiet`` is called
+    once if nothing at all arrives in the first ``quiet_s`` seconds; ``frames_only`` leaves out
+    the decisions on rolling windows mid-frame."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
@@ -46,16 +54,24 @@ def tail(
     sub.connect(endpoint)
     for t in topics or [""]:
         sub.setsockopt(zmq.SUBSCRIBE, t.encode())
-    end = None if seconds is None else time.monotonic() + seconds
+    start = time.monotonic()
+    end = None if seconds is None else start + seconds
+    heard = False
     try:
         while end is None or time.monotonic() < end:
             if not sub.poll(200):
+                if not heard and on_quiet is not None and time.monotonic() - start > quiet_s:
+                    on_quiet()
+                    heard = True  # said once
                 continue
+            heard = True
             parts = sub.recv_multipart()
             try:
                 event = decode_event(parts)
             except ProtocolError as exc:
                 yield f"(undecodable event: {exc})"
+                continue
+            if frames_only and isinstance(event, StateEvent) and event.kind == "window":
                 continue
             yield describe(parts[0].decode(), event)
     finally:
@@ -68,22 +84,22 @@ def describe(topic: str, event: _Event) -> str:
     body = event.model_dump()
     kind = topic.split(".")[0]
     if kind == "state":
-        top = sorted(body["voted"].items(), key=lambda kv: -kv[1])[:3]
-        conf = ", ".join(f"{k} {v:.2f}" for k, v in top)
         known = body.get("familiarity")
-        seen = "" if known is None else f" familiarity {known:.3f}"
+        seen = "" if known is None else f", familiarity {known:.2f}"
         if body.get("lines_row") is not None and body.get("lines_tip_change", 0.0) >= 0.5:
             seen += f", lines jump at row {body['lines_row']} (p {body['lines_tip_change']:.2f})"
+        what = "frame" if body["kind"] == "frame" else f"window to row {body['rows_seen']}"
         return (
-            f"{stamp} {topic:<14} {body['frame_id']} rows {body['rows_seen']:>4}: "
-            f"{body['state']} ({'good' if body['desirable'] else 'bad'}) [{conf}]{seen} "
-            f"{body['latency_ms']:.1f} ms"
+            f"{stamp} {event.microscope} {what} {body['frame_id']}: {body['state']} "
+            f"{body['confidence']:.2f} ({'good' if body['desirable'] else 'not good'}, "
+            f"bad {body['bad']:.2f}{seen}) {body['latency_ms']:.0f} ms"
         )
     if kind == "action":
         c = body["command"]
         reply = body.get("reply")
-        tail_ = f" -> {reply['status']}: {reply['detail']}" if reply else " (sent)"
-        return f"{stamp} {topic:<14} {c['action']} {json.dumps(c['params'])}{tail_}"
+        params = " ".join(f"{k}={v:g}" for k, v in c["params"].items())
+        tail_ = f" -> {reply['status']}: {reply['detail']}" if reply else " sent"
+        return f"{stamp} {event.microscope} {c['action']} {params}{tail_}"
     if kind == "error":
         return f"{stamp} {topic:<14} {body['what']}: {body['detail']}"
     return f"{stamp} {topic:<14} " + json.dumps(

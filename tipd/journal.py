@@ -20,15 +20,21 @@ Tables (times are unix seconds):
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
+
+from tipd.taxonomy import TAXONOMIES, UNFAMILIAR
 
 log = structlog.get_logger("tipd.journal")
 
@@ -211,15 +217,34 @@ class Journal:
             self.db.close()
 
 
+def states(name: str) -> list[str]:
+    """The states ``tipd journal --state NAME`` selects: ``good`` (every taxonomy's desirable
+    classes), ``bad`` (every other class, and tip changes the scan lines found), or one state
+    by name. Raises :class:`ValueError` naming the known ones."""
+    good = sorted({c for t in TAXONOMIES.values() for c in t.desirable})
+    every = {c for t in TAXONOMIES.values() for c in t.labels}
+    if name == "good":
+        return good
+    if name == "bad":
+        return sorted(every - set(good))
+    known = sorted(every | {UNFAMILIAR, "unknown"})
+    if name not in known:
+        named = ", ".join(k for k in known if k != "good")
+        raise ValueError(f"unknown state {name!r}; known: good, bad, {named}")
+    return [name]
+
+
 def query(
     path: Path,
     table: str = "frames",
     last: int = 20,
-    state: str | None = None,
+    states: Sequence[str] | None = None,
     since: float | None = None,
+    kind: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of ``table`` (newest last): the last ``last``, optionally of one ``state`` (frames)
-    or after unix time ``since``. Opens the file read-only."""
+    """Rows of ``table`` (newest last): the last ``last``, optionally of the given ``states``
+    and ``kind`` (frames: ``frame``, ``window``, ...) or after unix time ``since``. Opens the
+    file read-only."""
     if table not in ("frames", "commands", "operator"):
         raise ValueError(f"unknown table {table!r}; known: frames, commands, operator")
     if not path.is_file():
@@ -228,15 +253,63 @@ def query(
     db.row_factory = sqlite3.Row
     where: list[str] = []
     args: list[object] = []
-    if state is not None and table == "frames":
-        where.append("state = ?")
-        args.append(state)
+    if states is not None and table == "frames":
+        where.append(f"state IN ({', '.join('?' * len(states))})")
+        args.extend(states)
+    if kind is not None and table == "frames":
+        where.append("kind = ?")
+        args.append(kind)
     if since is not None:
         where.append(("t_sent" if table == "commands" else "t") + " >= ?")
         args.append(since)
     order = "t_sent" if table == "commands" else "n"
     sql = f"SELECT * FROM {table}" + (f" WHERE {' AND '.join(where)}" if where else "")
     sql += f" ORDER BY {order} DESC LIMIT ?"
-    rows = [dict(r) for r in db.execute(sql, (*args, last))]
-    db.close()
+    try:
+        rows = [dict(r) for r in db.execute(sql, (*args, last))]
+    finally:
+        db.close()
     return rows[::-1]
+
+
+#: columns holding unix times, written as ISO 8601 by :func:`readable`
+TIMES = ("t", "t_sent", "t_reply")
+#: columns holding JSON text, written as objects by :func:`readable`
+OBJECTS = ("confidences", "params", "reason")
+
+
+def readable(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its times as ISO 8601 (local time, with offset, ms) and its JSON columns
+    as objects."""
+    out = dict(row)
+    for key in TIMES:
+        if out.get(key) is not None:
+            stamp = datetime.fromtimestamp(out[key]).astimezone()
+            out[key] = stamp.isoformat(timespec="milliseconds")
+    for key in OBJECTS:
+        if isinstance(out.get(key), str):
+            with contextlib.suppress(ValueError):  # else kept as the text it is
+                out[key] = json.loads(out[key])
+    return out
+
+
+def as_json(row: dict[str, Any]) -> str:
+    """One journal row as one line of JSON (:func:`readable`)."""
+    return json.dumps(readable(row))
+
+
+def write_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
+    """``rows`` as CSV with a header row: ISO times; the confidences spread into one
+    ``p_<label>`` column per label; params and reason as JSON text."""
+    table = [readable(r) for r in rows]
+    labels = sorted({k for r in table for k in (r.get("confidences") or {})})
+    for r in table:
+        conf = r.pop("confidences", None) or {}
+        r.update({f"p_{k}": conf.get(k) for k in labels})
+        for key in OBJECTS:
+            if isinstance(r.get(key), dict | list):
+                r[key] = json.dumps(r[key])
+    fields = list(table[0]) if table else ["t", "microscope", "frame_id", "state"]
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)

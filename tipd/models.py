@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tipd.errors import UserError
+
 MANIFEST = "manifest.json"
 FORMAT = "tipd-model/1"
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model folder that is missing, malformed or whose files do not match their sha256."""
 
 
@@ -113,9 +116,16 @@ def sha256_file(path: Path) -> str:
 
 
 def models_root() -> Path:
-    """Where shipped models live: ``$TIPD_MODELS_DIR`` or the ``models/`` folder of the checkout."""
+    """Where shipped models live: ``$TIPD_MODELS_DIR`` if set; else the ``models/`` folder of
+    the checkout tipd runs from (``make``, ``pip install -e``); else the one ``pip install``
+    put beside the environment (``<prefix>/share/tipd/models``, from the wheel)."""
     env = os.environ.get("TIPD_MODELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parent.parent / "models"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "tipd" / "models"
 
 
 def find(name: str, root: Path | None = None) -> Path:

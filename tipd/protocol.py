@@ -281,6 +281,8 @@ class StateEvent(_Event):
     #: the confidence 0–1 that the frame is not good, and that the tip changed during it
     bad: Annotated[float, Field(ge=0, le=1, strict=False)] = 0.0
     tip_change: Annotated[float, Field(ge=0, le=1, strict=False)] = 0.0
+    #: what was classified: a whole ``frame``, or a ``window`` of its newest lines mid-frame
+    kind: Literal["frame", "window"] = "frame"
 
 
 class ActionEvent(_Event):
@@ -351,6 +353,8 @@ class OperatorReply(_Strict):
     ok: bool
     detail: Annotated[str, Field(max_length=4096)] = ""
     gates: dict[str, dict[str, Any]] = {}
+
+
 _EVENT_KIND = {model: kind for kind, model in EVENT_MODELS.items()}
 
 # --------------------------------------------------------------------------- encode / decode

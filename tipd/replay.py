@@ -12,12 +12,7 @@ import zmq
 
 from tipd.frames import Frame
 from tipd.protocol import encode_frame
-from tipd.readers import SUFFIXES, ReaderError, read_any
-
-
-def scans(folder: Path) -> list[Path]:
-    """Readable-looking files under ``folder`` (recursively), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+from tipd.readers import ReaderError, find_scans, read_any
 
 
 def replay(
@@ -39,7 +34,7 @@ def replay(
     sent, seq = 0, 0
     try:
         while True:
-            for path in scans(folder):
+            for path in find_scans(folder):
                 try:
                     frame = read_any(path)
                 except ReaderError as exc:

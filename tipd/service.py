@@ -615,6 +615,7 @@ class Daemon:
                 lines_row=None if lines.row is None else first_row + lines.row,
                 bad=decision.bad,
                 tip_change=decision.tip_change,
+                kind="window" if kind == "window" else "frame",
             )
         )
         if kind == "frame":

@@ -95,6 +95,7 @@ def write_sheet(frames: list[Frame], path: Path, per_row: int = 6) -> Path:
                 title=f"frames {k + 1}-{k + len(chunk)}",
                 frames=[f.data for f in chunk],
                 captions=[f.frame_id for f in chunk],
+                widths_nm=[f.scan_size_nm[0] for f in chunk],
             )
         )
     return contact_sheet(rows, path, tile=160, title="tipd watch: frames as received")

@@ -20,14 +20,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tipd.errors import UserError
 from tipd.frames import Frame
 
 
-class ReaderError(ValueError):
+class ReaderError(UserError, ValueError):
     """A file that cannot be read as a scan: the message names the file and the reason."""
 
 
 SUFFIXES = (".sxm", ".z_mtrx", ".gwy", ".sm4", ".npy")
+
+
+def find_scans(folder: Path) -> list[Path]:
+    """Files under ``folder`` (recursively) with a suffix :func:`read_any` knows, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
 def read_any(path: Path | str, direction: str = "forward") -> Frame:
@@ -49,7 +55,7 @@ def read_any(path: Path | str, direction: str = "forward") -> Frame:
         if suffix == ".gwy":
             from tipd.readers.gwy import read_gwy
 
-            return read_gwy(path)
+            return read_gwy(path, direction=direction)
         if suffix == ".sm4":
             from tipd.readers.sm4 import read_sm4
 
@@ -57,7 +63,7 @@ def read_any(path: Path | str, direction: str = "forward") -> Frame:
         if suffix == ".npy":
             from tipd.readers.npy import read_npy
 
-            return read_npy(path)
+            return read_npy(path, direction=direction)
     except ReaderError:
         raise
     except FileNotFoundError as exc:

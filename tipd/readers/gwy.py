@@ -9,9 +9,15 @@ import numpy as np
 from tipd.frames import Frame
 from tipd.readers import ReaderError
 
+#: words in a Gwyddion channel title that mark the backward (retrace) scan direction
+BACKWARD_WORDS = ("backward", "bwd", "retrace", "<-")
 
-def read_gwy(path: Path) -> Frame:
-    """The first data field of ``path`` (heights in its SI unit, normally metres)."""
+
+def read_gwy(path: Path, direction: str = "forward") -> Frame:
+    """The first data field of ``path`` in scan ``direction`` (heights in its SI unit,
+    normally metres). A field whose title names the backward direction (``Z (Backward)``,
+    ``bwd``, ``retrace``) is backward, any other forward; a file without a field of the
+    asked-for direction raises :class:`ReaderError` naming the fields it has."""
     import gwyfile
 
     if path.read_bytes()[:4] != b"GWYP":
@@ -19,7 +25,16 @@ def read_gwy(path: Path) -> Frame:
     fields = gwyfile.util.get_datafields(gwyfile.load(str(path)))
     if not fields:
         raise ReaderError(f"{path}: holds no data field")
-    name, field = next(iter(fields.items()))
+    wanted = [
+        (name, field)
+        for name, field in fields.items()
+        if any(w in name.lower() for w in BACKWARD_WORDS) == (direction == "backward")
+    ]
+    if not wanted:
+        raise ReaderError(
+            f"{path}: no {direction} data field; its fields: {', '.join(map(repr, fields))}"
+        )
+    name, field = wanted[0]
     unit = getattr(field.si_unit_z, "unitstr", "m") if field.si_unit_z is not None else "m"
     return Frame(
         data=np.asarray(field.data, dtype=np.float64),
@@ -27,5 +42,6 @@ def read_gwy(path: Path) -> Frame:
         unit="A" if unit == "A" else "m",
         channel="current" if unit == "A" else "z",
         frame_id=f"{path.stem}:{name}",
+        direction=direction,
         source=str(path),
     )

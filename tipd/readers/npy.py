@@ -28,8 +28,9 @@ _FIELDS = {
 }
 
 
-def read_npy(path: Path) -> Frame:
-    """A 2-D float array; never unpickles."""
+def read_npy(path: Path, direction: str = "forward") -> Frame:
+    """A 2-D float array; never unpickles. The file holds one frame, of the sidecar's
+    ``direction`` (default forward); asking for the other raises :class:`ReaderError`."""
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -53,6 +54,9 @@ def read_npy(path: Path) -> Frame:
         raise ReaderError(f"{path}: needs a sidecar {sidecar.name} with scan_size_nm [w, h]")
     w, h = _scan_size(size, sidecar)
     pos = meta.pop("position_nm", (0.0, 0.0))
+    held = meta.get("direction", "forward")
+    if held != direction:
+        raise ReaderError(f"{path}: holds one {held} frame, no {direction} one")
     frame = Frame(
         data=data.astype(np.float64),
         scan_size_nm=(w, h),

@@ -28,6 +28,7 @@ def class_sheet(surfaces: list[str], path: Path, per_class: int = 8, seed: int =
                     title=f"{SURFACE_TITLES[surface]}\n{cls.replace('_', ' ')}",
                     frames=[f.heights_m for f in frames],
                     captions=[_caption(f.label_names) for f in frames],
+                    widths_nm=[f.scan_size_nm[0] for f in frames],
                 )
             )
     title = "tipd synth: " + ", ".join(SURFACE_TITLES[s] for s in surfaces) + f" (seed {seed})"
@@ -48,7 +49,8 @@ def comparison_sheet(fixtures: Path, path: Path, seed: int = 0) -> Path:
         SheetRow(
             title="real scans\n(other labs)",
             frames=[f.data for _, f in real],
-            captions=[f"{name[:14]} {f.scan_size_nm[0]:.0f} nm" for name, f in real],
+            captions=[name for name, _ in real],
+            widths_nm=[f.scan_size_nm[0] for _, f in real],
         )
     ]
     for surface, classes in (
@@ -61,9 +63,8 @@ def comparison_sheet(fixtures: Path, path: Path, seed: int = 0) -> Path:
             SheetRow(
                 title=f"synthetic\n{SURFACE_TITLES[surface]}",
                 frames=[f.heights_m for f in frames],
-                captions=[
-                    f"{_caption(f.label_names)[:16]} {f.scan_size_nm[0]:.0f} nm" for f in frames
-                ],
+                captions=[_caption(f.label_names) for f in frames],
+                widths_nm=[f.scan_size_nm[0] for f in frames],
             )
         )
     return contact_sheet(

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from tipd.errors import UserError
 from tipd.preprocess import model_input
 from tipd.readers import SUFFIXES, read_any
 from tipd.synth.generate import generate
@@ -136,6 +137,10 @@ def from_shards(
     )
 
 
+class LabelFolderError(UserError, ValueError):
+    """A folder of labelled scans whose sub-folders are not the taxonomy's classes."""
+
+
 def from_folder(
     directory: Path,
     classes: tuple[str, ...],
@@ -145,13 +150,16 @@ def from_folder(
     """Real labelled scans: one sub-folder per class name, any format the readers take.
 
     Files that cannot be read are skipped with a message on stderr; sub-folders whose names
-    are not classes raise :class:`ValueError`.
+    are not classes raise :class:`LabelFolderError`.
     """
     import sys
 
     unknown = [p.name for p in directory.iterdir() if p.is_dir() and p.name not in classes]
     if unknown:
-        raise ValueError(f"{directory}: sub-folders {unknown} are not classes {list(classes)}")
+        raise LabelFolderError(
+            f"{directory}: sub-folders {unknown} are not classes of this taxonomy; "
+            f"name them {', '.join(classes)}"
+        )
     xs, ps = [], []
     for k, cls in enumerate(classes):
         folder = directory / cls

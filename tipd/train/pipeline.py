@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tipd.errors import UserError
 from tipd.models import Manifest, Member, ModelError, load_manifest
 from tipd.synth.generate import GENERATOR
 from tipd.taxonomy import taxonomy
@@ -221,7 +222,7 @@ def _split_folder(ds: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
 GO_ON_RATE = 0.3
 
 
-class InitFromError(ValueError):
+class InitFromError(UserError, ValueError):
     """``--init-from`` names a model that training cannot go on from."""
 
 

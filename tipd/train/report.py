@@ -218,7 +218,11 @@ def write_report(
     now = GENERATOR.get(manifest.surface, 1)
     if trained_synthetic:
         trained += f", on frames of synthetic-frame generator {then}"
-    held_out = test.source + (f" of generator {now}" if test_synthetic else "")
+    held_out = test.source + (
+        f" of generator {now}, {len(test)} frames of seeds never used in training"
+        if test_synthetic
+        else f", {len(test)} labelled real scans"
+    )
     earlier = [n for n in table if n not in scores]  # columns this report did not measure
     stale = (
         f"\n\n{', '.join(earlier)}: measured when the model was trained, on the frames of "
@@ -233,7 +237,7 @@ def write_report(
     text = (
         f"""# {surface}: ensemble `{manifest.name}`
 
-Held-out test frames: {held_out} ({len(test)} frames, seeds never used in training).
+Test frames: {held_out}.
 Members: {members}.
 Vote: {how}.
 Trained in {trained};
