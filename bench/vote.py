@@ -7,7 +7,7 @@ Reads the model's member files (``members/*.onnx``) back into torch
 hidden features as the fused graph does (:func:`tipd.train.fuse.member_views`), on the frame
 alone and averaged with its left-right mirror, then votes three ways, each on one view and on both
 (``--no-mirror`` and the default of ``tipd train``): the weighted mean of the members'
-confidences (the manifest's ``vote_weight``; the vote before the stacked one), the stacked vote
+confidences (the manifest's ``vote_weight``; the weighted-mean vote), the stacked vote
 on the members' logits (:mod:`tipd.train.stack`, ``--logits-only``), and the stacked vote on
 their logits and hidden features (the default). The stacked votes are fitted on the stacking
 seed ``tipd train`` uses. Each is scored on the model's own test seed and on seed 99, as

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import time
 from collections import Counter
@@ -35,11 +34,12 @@ from tipd import curve
 from tipd.config import Settings, load
 from tipd.controller import ControllerClient
 from tipd.curve import CurveError
-from tipd.ensemble import Decision, Ensemble
+from tipd.ensemble import Decision
 from tipd.events import EventPublisher
 from tipd.frames import Frame, LineAssembler
 from tipd.journal import Journal
-from tipd.models import ModelError, find, models_root
+from tipd.models import ModelError
+from tipd.modelset import ModelSet
 from tipd.policy import Policy, PolicyConfig, Proposal
 from tipd.preprocess import line_jumps
 from tipd.protocol import (
@@ -61,24 +61,10 @@ from tipd.protocol import (
 )
 from tipd.ratelimit import ErrorBudget
 from tipd.safety import Limits, SafetyGate
+from tipd.systemd import sd_notify
 from tipd.taxonomy import UNFAMILIAR
 
 log = structlog.get_logger("tipd")
-
-
-def sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) ``message``; a no-op outside systemd."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(path)
-            s.send(message.encode())
-        except OSError:
-            pass
 
 
 @dataclass
@@ -103,7 +89,6 @@ class Daemon:
         self.started = time.monotonic()
         self.counters: Counter[str] = Counter()
         self.mics: dict[str, Microscope] = {}
-        self.models: dict[str, Ensemble] = {}
         self.load_models(settings)
         self.ctx = zmq.asyncio.Context()
         sec = settings.security
@@ -129,28 +114,9 @@ class Daemon:
     # ---------------------------------------------------------------- models
 
     def load_models(self, settings: Settings) -> None:
-        """The default model and one per surface that has one; raises :class:`ModelError`
+        """The models ``settings`` name (:meth:`ModelSet.load`); raises :class:`ModelError`
         (the caller keeps the old models) if any fails its checks."""
-        names = {"*": settings.model}
-        root = models_root()
-        if root.is_dir():
-            for folder in root.iterdir():
-                if (folder / "manifest.json").is_file() and folder.name != settings.model:
-                    names[folder.name] = folder.name
-        names.update(settings.models)
-        loaded = {key: _load_model(name, settings.threads) for key, name in names.items()}
-        self.models = loaded
-        provider = next(iter(loaded.values())).provider
-        log.info(
-            "models loaded",
-            models={k: v.manifest.name for k, v in loaded.items()},
-            provider=provider,
-        )
-
-    def model_for(self, surface: str | None) -> Ensemble:
-        if surface and surface in self.models:
-            return self.models[surface]
-        return self.models["*"]
+        self.models = ModelSet.load(settings.model, settings.models, settings.threads)
 
     def microscope(self, name: str) -> Microscope:
         mic = self.mics.get(name)
@@ -158,7 +124,7 @@ class Daemon:
             s = self.settings
             mic = Microscope(
                 name,
-                Policy(self._desirable(), PolicyConfig(**s.policy.model_dump())),
+                Policy(self.models.desirable(), PolicyConfig(**s.policy.model_dump())),
                 SafetyGate(limits=_limits(s), stop_file=s.safety.stop_file),
             )
             kept = self.journal.gate_state(name)
@@ -172,9 +138,6 @@ class Daemon:
         """Write ``mic``'s safety-gate state to the journal, so a restart goes on from it."""
         self.journal.gate(mic.name, mic.gate.snapshot())
 
-    def _desirable(self) -> set[str]:
-        return {d for e in self.models.values() for d in e.manifest.desirable}
-
     def _apply(self, settings: Settings) -> None:
         """New settings for every microscope already known: the gates' limits and stop file,
         the policies' settings and good states. Budgets, spots, streaks and ladders are
@@ -183,7 +146,7 @@ class Daemon:
             mic.gate.limits = _limits(settings)
             mic.gate.stop_file = settings.safety.stop_file
             mic.policy.config = PolicyConfig(**settings.policy.model_dump())
-            mic.policy.desirable = self._desirable()
+            mic.policy.desirable = self.models.desirable()
 
     # ---------------------------------------------------------------- loop
 
@@ -315,7 +278,7 @@ class Daemon:
         return HealthEvent(
             microscope=microscope,
             uptime_s=time.monotonic() - self.started,
-            provider=self.models["*"].provider,
+            provider=self.models.default.provider,
             queue_depth=self.backlog,
             counters=self.all_counters(),
             blind=self.blind(),
@@ -511,11 +474,11 @@ class Daemon:
             return
         mic = self.microscope(header.microscope)
         mic.position_nm = (float(header.position_nm[0]), float(header.position_nm[1]))
-        if header.surface is not None and header.surface not in self.models:
+        if header.surface is not None and not self.models.knows(header.surface):
             key = f"{header.microscope}:{header.surface}"
             if key not in self.unknown_surfaces:
                 self.unknown_surfaces.add(key)
-                default = self.models["*"].manifest.name
+                default = self.models.default.manifest.name
                 await self.error(
                     header.microscope,
                     "surface",
@@ -575,7 +538,7 @@ class Daemon:
     ) -> None:
         """Classify ``frame`` (a whole frame, or a window starting at ``first_row``), publish
         and journal the decision with the line jumps it shows, and let the policy act."""
-        ens = self.model_for(header.surface)
+        ens = self.models.for_surface(header.surface)
         decision: Decision = ens.classify([frame])[0]
         jumps = [first_row + int(r) for r in line_jumps(frame.data)]
         latency = (time.perf_counter() - t0) * 1e3
@@ -747,22 +710,6 @@ def _decode(parts: list[bytes]) -> tuple[str, FrameHeader, np.ndarray] | Protoco
 
 def _limits(settings: Settings) -> Limits:
     return Limits(**settings.safety.model_dump(exclude={"stop_file"}))
-
-
-def _load_model(name: str, threads: int) -> Ensemble:
-    """Model ``name`` checked and warmed up; a graph that passes its sha256 check but that ONNX
-    Runtime cannot load or run raises :class:`ModelError` naming the file, like any other
-    model fault."""
-    folder = find(name)
-    try:
-        ens = Ensemble(folder, threads=threads)
-        ens.warm_up()
-    except ModelError:
-        raise
-    except Exception as exc:  # ONNX Runtime's own errors: a corrupt or incompatible graph
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{folder}: ONNX Runtime cannot load it ({first})") from None
-    return ens
 
 
 def run(settings: Settings, config_path: Path | None = None) -> int:

@@ -46,7 +46,7 @@ SURFACE_IDS = {"hsi100": 1, "au111": 2, "cu111": 3, "generic": 4}
 #: that surface renders, so that ``tipd synth S seed N`` names one set of frames per version.
 #: Manifests record it (``training.generator``; ``revote.generator``: the frames a vote was
 #: built again on). ``tests/test_synth.py`` pins a few frames per version and fails when they
-#: change under an unchanged version. 1: before it was recorded (models before session 9).
+#: change under an unchanged version. 1: a model whose manifest records no version.
 #: generic 2: its rows surfaces show their rows (:meth:`tipd.synth.surfaces.Lattice.rows`).
 GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 2}
 METAL_SCAN_NM = 30.0  #: Au/Cu frames as in the paper: 30 nm at 150 px (here at ``pixels``)

@@ -394,6 +394,80 @@ def distinct_nets(ranked: list[Fitted]) -> tuple[list[Fitted], list[str]]:
     return kept, same
 
 
+def init_nets(
+    plan: InitPlan | None,
+    x: np.ndarray,
+    n_classes: int,
+    n_extra: int,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
+    """The nets ``--init-from`` goes on from (the chain's first, and the tip-change net where
+    the plan has one), their batch-norm statistics recalibrated on ``x[:256]``; (None, None)
+    without a plan."""
+    if plan is None:
+        return None, None
+    m = plan.member
+    calibration = x[:256].astype(np.float32)
+    net = load_member(plan.folder / m.file, m.family, n_classes, m.width, calibration)
+    log(f"going on from {plan.model}/{m.name}: {', '.join(plan.roots)}")
+    extra_net = None
+    if plan.extra is not None:
+        e = plan.extra
+        extra_net = load_member(plan.folder / e.file, e.family, n_extra, e.width, calibration)
+        log(f"going on from {plan.model}/{e.name}: {TIP_CHANGE_NET[0]}")
+    return net, extra_net
+
+
+def vote_for_data(
+    vote: VoteSettings, real: bool, n_stack: int, log: Callable[[str], None]
+) -> VoteSettings:
+    """The vote asked for, or a simpler one where a lab's folder (``real``) has too few
+    validation scans (``n_stack``) to fit it: the weighted mean below
+    :data:`MIN_FOLDER_FRAMES`, a stack on logits only below :data:`MIN_HIDDEN_FRAMES`."""
+    if vote.stacked and real and n_stack < MIN_FOLDER_FRAMES:
+        log(
+            f"vote: the weighted mean, not stacked: {n_stack} validation scans, "
+            f"fewer than {MIN_FOLDER_FRAMES} to fit it on"
+        )
+        return replace(vote, stacked=False)
+    if vote.stacked and vote.hidden and real and n_stack < MIN_HIDDEN_FRAMES:
+        log(
+            f"vote: stacked on the members' logits only: {n_stack} validation scans, "
+            f"fewer than {MIN_HIDDEN_FRAMES} to weigh their hidden features on"
+        )
+        return replace(vote, hidden=False)
+    return vote
+
+
+def table_one_scores(
+    candidates: list[Fitted],
+    rw: Fitted,
+    forest: Any,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Table I's comparison columns on ``test_x``: the best candidate of each CNN family, RW,
+    the random forest and the weighted random guess; each (N, K) confidences."""
+    scores: dict[str, np.ndarray] = {}
+    for label, family in (
+        ("SqueezeNet", "squeeze"),
+        ("VGG (batch norm)", "vgg_bn"),
+        ("VGG", "vgg"),
+    ):
+        best = max(
+            (c for c in candidates if c.recipe.family == family),
+            key=lambda f: (f.val_balanced_accuracy, f.val_mean_auroc),
+            default=None,
+        )
+        if best is not None:
+            scores[label] = predict(best.model, test_x)
+    scores["RW"] = predict(rw.model, test_x)
+    scores["RFC"] = forest.predict(test_x)
+    scores["Random"] = baselines.weighted_random(train_y, len(test_x), seed)
+    return scores
+
+
 def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manifest:
     """Train, select, export and report one surface's ensemble; returns its manifest."""
     torch.set_num_threads(max(1, cfg.workers))
@@ -446,19 +520,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
         )
         return fitted
 
-    init_net: torch.nn.Module | None = None
-    init_extra: torch.nn.Module | None = None
-    if plan is not None:
-        m = plan.member
-        calibration = train.x[:256].astype(np.float32)
-        init_net = load_member(plan.folder / m.file, m.family, len(classes), m.width, calibration)
-        log(f"going on from {plan.model}/{m.name}: {', '.join(plan.roots)}")
-        if plan.extra is not None:
-            e = plan.extra
-            init_extra = load_member(
-                plan.folder / e.file, e.family, len(extra), e.width, calibration
-            )
-            log(f"going on from {plan.model}/{e.name}: {TIP_CHANGE_NET[0]}")
+    init_net, init_extra = init_nets(plan, train.x, len(classes), len(extra), log)
     fitted_by_name: dict[str, Fitted] = {}
     for n, r in candidate_list:
         if r.start_from is not None and r.start_from not in fitted_by_name:
@@ -514,21 +576,7 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     )
     labels = tuple(classes + extra)
     val_truth = val_all.columns(labels).y
-    vote = cfg.vote
-    if vote.stacked and cfg.data is not None and len(stack_all) < MIN_FOLDER_FRAMES:
-        vote = replace(vote, stacked=False)
-        log(
-            f"vote: the weighted mean, not stacked: {len(stack_all)} validation scans, "
-            f"fewer than {MIN_FOLDER_FRAMES} to fit it on"
-        )
-    elif (
-        vote.stacked and vote.hidden and cfg.data is not None and len(stack_all) < MIN_HIDDEN_FRAMES
-    ):
-        vote = replace(vote, hidden=False)
-        log(
-            f"vote: stacked on the members' logits only: {len(stack_all)} validation scans, "
-            f"fewer than {MIN_HIDDEN_FRAMES} to weigh their hidden features on"
-        )
+    vote = vote_for_data(cfg.vote, cfg.data is not None, len(stack_all), log)
     keep = kept_members(weights, vote.stacked)
     unweighted = [m.name for m, k in zip(members, keep, strict=True) if not k]
     members = [m for m, k in zip(members, keep, strict=True) if k]
@@ -550,22 +598,10 @@ def train_surface(cfg: TrainConfig, log: Callable[[str], None] = print) -> Manif
     log(f"vote: {'stacked' if fused.stacked else 'weighted mean'} ({timings['vote']:.0f} s)")
 
     test_voted, _ = confidences(fused, test_all.x, device)
-    scores: dict[str, np.ndarray] = {"Ensemble": test_voted[:, : len(classes)]}
-    for label, family in (
-        ("SqueezeNet", "squeeze"),
-        ("VGG (batch norm)", "vgg_bn"),
-        ("VGG", "vgg"),
-    ):
-        best = max(
-            (c for c in candidates if c.recipe.family == family),
-            key=lambda f: (f.val_balanced_accuracy, f.val_mean_auroc),
-            default=None,
-        )
-        if best is not None:
-            scores[label] = predict(best.model, test.x)
-    scores["RW"] = predict(rw.model, test.x)
-    scores["RFC"] = forest.predict(test.x)
-    scores["Random"] = baselines.weighted_random(train.y, len(test), cfg.seed)
+    scores = {
+        "Ensemble": test_voted[:, : len(classes)],
+        **table_one_scores(candidates, rw, forest, train.y, test.x, cfg.seed),
+    }
     desirable = list(tax.desirable)
     metrics = evaluate_all(test, scores, [classes.index(d) for d in desirable])
     test_truth = test_all.columns(labels).y

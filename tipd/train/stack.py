@@ -12,7 +12,7 @@ sharp-tip label). On the shipped Cu(111) members, held-out frames (seed 3): bala
 0.881 → 0.910, macro precision 0.891 → 0.911, mean AUROC 0.966 → 0.970 (``bench/vote.py``).
 
 The features are the members' logits (the nets' outputs before the sigmoid), clipped to
-±:data:`CAP`, and (the default since session 7) the hidden features each member's last layer
+±:data:`CAP`, and (the default) the hidden features each member's last layer
 reads (:func:`tipd.train.nets.split_head`: 64 a net at width 0.25). A net's logits are one
 linear read-out of those features, trained with the net; the stacker fits another on frames
 the nets never saw, over all three nets' features at once. On the shipped Cu(111) nets
