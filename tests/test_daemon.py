@@ -103,6 +103,9 @@ frames = "{frames}"
 control = "{control_ep}"
 events = "{events}"
 operator = "tcp://127.0.0.1:{free_port()}"
+
+[archive]
+folder = "{tmp_path / "archive"}"
 """)
     env = {**os.environ, "TIPD_MODELS_DIR": str(models)}
     proc = subprocess.Popen(

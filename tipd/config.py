@@ -90,6 +90,18 @@ class SecuritySettings(BaseModel):
     controller_key: Path | None = None  #: the controller's public key (sim or bridge)
 
 
+class ArchiveSettings(BaseModel):
+    """The frame archive (:mod:`tipd.archive`): every whole frame classified, as ``.npy`` +
+    sidecar with the verdict, the oldest dropped first beyond ``max_mb`` or ``max_days``."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    #: where (default: ``archive/`` in :func:`state_dir`)
+    folder: Path = Field(default_factory=lambda: state_dir() / "archive")
+    max_mb: float = Field(10_000.0, gt=0)  #: at most this many megabytes on disk
+    max_days: float = Field(30.0, gt=0)  #: nothing older than this
+
+
 class Settings(BaseSettings):
     """All of tipd's settings."""
 
@@ -135,6 +147,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     controller: ControllerSettings = ControllerSettings()
     security: SecuritySettings = SecuritySettings()
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]

@@ -9,7 +9,8 @@ Tables (times are unix seconds):
 
 * ``frames``: microscope, frame_id, seq, kind (``frame``/``window``/``lines``/``error``),
   rows_seen, status (``classified``, ``skipped``, ``rejected``), state, confidences (JSON),
-  latency_ms, detail, t, familiarity (0–1; NULL where not measured)
+  latency_ms, detail, t, familiarity (0–1; NULL where not measured), archive (the archived
+  frame's ``.npy`` path, :mod:`tipd.archive`; NULL where not archived)
 * ``commands``: id, microscope, frame_id, action, params (JSON), reason (JSON), status
   (``sent``, ``refused``, ``advisory``, ``done``, ``rejected``, ``failed``), detail, t_sent,
   t_reply
@@ -84,6 +85,8 @@ class Journal:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(frames)")}
         if "familiarity" not in columns:  # a journal written before familiarity was measured
             self.db.execute("ALTER TABLE frames ADD COLUMN familiarity REAL")
+        if "archive" not in columns:  # a journal written before frames were archived
+            self.db.execute("ALTER TABLE frames ADD COLUMN archive TEXT")
 
     def frame(
         self,
@@ -98,10 +101,12 @@ class Journal:
         latency_ms: float | None = None,
         detail: str = "",
         familiarity: float | None = None,
+        archive: str | None = None,
     ) -> None:
         self._write(
             "INSERT INTO frames (t, microscope, frame_id, seq, kind, rows_seen, status, state,"
-            " confidences, latency_ms, detail, familiarity) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " confidences, latency_ms, detail, familiarity, archive)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 time.time(),
                 microscope,
@@ -115,6 +120,7 @@ class Journal:
                 latency_ms,
                 detail,
                 familiarity,
+                archive,
             ),
         )
 

@@ -31,6 +31,7 @@ import zmq
 import zmq.asyncio
 
 from tipd import curve
+from tipd.archive import Archive
 from tipd.config import Settings, load
 from tipd.controller import ControllerClient
 from tipd.curve import CurveError
@@ -103,6 +104,8 @@ class Daemon:
             "security.secret_key and security.allowed_keys",
         )
         self.journal = Journal(settings.journal)
+        self.archive_error = ""  #: the last archive write that failed, not yet reported
+        self.archive = self._open_archive(settings)
         self.stopping = asyncio.Event()
         self.reload_requested = False
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -110,6 +113,44 @@ class Daemon:
         self.backlog = 0  #: messages that were waiting behind the last one received
         self.error_budget = ErrorBudget(settings.error_events_per_s)
         self.pruned = 0.0  #: unix time the journal was last pruned
+
+    def _open_archive(self, settings: Settings) -> Archive | None:
+        """The frame archive the settings ask for; None when off, or when its folder cannot
+        be used (logged and counted: tipd serves on without it)."""
+        a = settings.archive
+        if not a.enabled:
+            return None
+        try:
+            return Archive(a.folder, a.max_mb, a.max_days)
+        except OSError as exc:
+            self.counters["archive_failures"] += 1
+            log.error(
+                "frame archive unusable; serving without it", folder=str(a.folder), error=str(exc)
+            )
+            return None
+
+    def _archive(self, frame: Frame, decision: Decision, model: str) -> str | None:
+        """Keep a whole ``frame`` with its verdict; its path, or None (off, or the write
+        failed: logged and counted, and the daemon goes on)."""
+        if self.archive is None:
+            return None
+        verdict = {
+            "model": model,
+            "state": decision.state,
+            "confidence": decision.confidence,
+            "bad": decision.bad,
+            "tip_change": decision.tip_change,
+            "familiarity": decision.familiarity,
+            "classes": decision.classes,
+        }
+        try:
+            path = self.archive.keep(frame, verdict)
+        except OSError as exc:
+            self.counters["archive_failures"] += 1
+            self.archive_error = f"{frame.frame_id}: {exc}"
+            return None
+        self.counters["archived"] += 1
+        return str(path)
 
     # ---------------------------------------------------------------- models
 
@@ -259,17 +300,28 @@ class Daemon:
 
     def all_counters(self) -> dict[str, int]:
         """The counters, with the peers CURVE refused per endpoint (``curve_refused_frames``…)
-        and the journal's failed writes, pending and dropped rows (``journal_…``)."""
+        the journal's failed writes, pending and dropped rows (``journal_…``) and the archive's
+        frames, bytes and frames dropped to stay within its bounds (``archive_…``)."""
         refused = self.curve.refused if self.curve is not None else {}
         journal = {
             "journal_failures": self.journal.failures,
             "journal_pending": len(self.journal.pending),
             "journal_dropped": self.journal.dropped,
         }
+        archive = (
+            {}
+            if self.archive is None
+            else {
+                "archive_frames": len(self.archive.kept),
+                "archive_bytes": self.archive.bytes,
+                "archive_dropped": self.archive.dropped,
+            }
+        )
         return {
             **self.counters,
             **{f"curve_refused_{d}": n for d, n in refused.items()},
             **journal,
+            **archive,
         }
 
     def health(self, microscope: str) -> HealthEvent:
@@ -324,12 +376,15 @@ class Daemon:
             await asyncio.sleep(period)
 
     def _prune_journal(self) -> None:
-        """Once an hour, drop frame rows older than ``retention_days`` (commands are kept)."""
+        """Once an hour, drop frame rows older than ``retention_days`` (commands are kept) and
+        archived frames older than the archive's ``max_days``."""
         now = time.time()
         if now - self.pruned < 3600:
             return
         self.pruned = now
         self.journal.prune(now - self.settings.retention_days * 86400)
+        if self.archive is not None:
+            self.archive.prune(now)
 
     # ---------------------------------------------------------------- operator
 
@@ -544,6 +599,10 @@ class Daemon:
         latency = (time.perf_counter() - t0) * 1e3
         self.counters["decisions"] += 1
         lines = decision.lines
+        archived = self._archive(frame, decision, ens.manifest.name) if kind == "frame" else None
+        if self.archive_error:
+            detail, self.archive_error = self.archive_error, ""
+            await self.error(mic.name, "archive", f"frame not archived: {detail}", frame.frame_id)
         self.journal.frame(
             mic.name,
             header.frame_id,
@@ -559,6 +618,7 @@ class Daemon:
             },
             latency,
             familiarity=decision.familiarity,
+            archive=archived,
         )
         await self.events.publish(
             StateEvent(

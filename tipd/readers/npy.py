@@ -26,6 +26,9 @@ _FIELDS = {
     "microscope",
     "frame_id",
 }
+#: sidecar keys a reader passes over: ``tipd``, the daemon's verdict on an archived frame
+#: (:mod:`tipd.archive`)
+_IGNORED = {"tipd"}
 
 
 def read_npy(path: Path, direction: str = "forward") -> Frame:
@@ -44,6 +47,7 @@ def read_npy(path: Path, direction: str = "forward") -> Frame:
             meta = json.loads(sidecar.read_text())
         except json.JSONDecodeError as exc:
             raise ReaderError(f"{sidecar}: invalid JSON ({exc})") from exc
+        meta = {k: v for k, v in meta.items() if k not in _IGNORED}
         unknown = set(meta) - _FIELDS
         if unknown:
             raise ReaderError(
