@@ -458,6 +458,24 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0 if n else 1
 
 
+def _cmd_watch_folder(args: argparse.Namespace) -> int:
+    from tipd.folder import watch_folder
+
+    if not args.folder.is_dir():
+        raise UserError(f"{args.folder}: not a folder")
+    watch_folder(
+        args.folder,
+        args.frames,
+        args.microscope,
+        args.surface,
+        args.poll,
+        args.settle,
+        args.existing,
+        args.max_frames,
+    )
+    return 0
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     from tipd.classify import classify_files
 
@@ -895,6 +913,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--loop", action="store_true", help="start again at the end")
     p.set_defaults(func=_cmd_replay)
+
+    p = _command(
+        sub,
+        "watch-folder",
+        help="publish each new scan the acquisition software saves into a folder, once "
+        "its file is complete",
+    )
+    p.add_argument("folder", type=Path, help="folder the scans are saved in (and its sub-folders)")
+    p.add_argument(
+        "--frames", default="tcp://127.0.0.1:5550", help="tipd's frame endpoint, to connect to"
+    )
+    p.add_argument("--microscope", default="stm1", help="microscope id the frames carry")
+    p.add_argument("--surface", help="surface the frames name (default: none, generic model)")
+    p.add_argument(
+        "--settle",
+        type=_positive(float),
+        default=2.0,
+        help="seconds a file must stay unchanged to count as complete",
+    )
+    p.add_argument("--poll", type=_positive(float), default=1.0, help="seconds between looks")
+    p.add_argument(
+        "--existing", action="store_true", help="also publish the scans already there at start"
+    )
+    p.add_argument("--max-frames", type=_positive(int), help="stop after this many frames")
+    p.set_defaults(func=_cmd_watch_folder)
 
     p = _command(sub, "watch", help="bind the frame endpoint and show what arrives")
     p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="endpoint to bind")
