@@ -103,6 +103,7 @@ frames = "{frames}"
 control = "{control_ep}"
 events = "{events}"
 operator = "tcp://127.0.0.1:{free_port()}"
+preview = "tcp://127.0.0.1:{free_port()}"
 
 [archive]
 folder = "{tmp_path / "archive"}"

@@ -476,6 +476,54 @@ def _cmd_watch_folder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_web(args: argparse.Namespace) -> int:
+    import getpass
+
+    import uvicorn
+
+    from tipd.models import find, load_manifest
+    from tipd.web.app import WebConfig, create_app
+    from tipd.web.labels import Labelling
+
+    settings = _settings("web", args.config)
+    web = settings.web
+    host, _, port = (args.listen or web.listen).rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--listen: expected HOST:PORT, got {args.listen or web.listen!r}")
+    token = None
+    token_file = args.token_file or web.token_file
+    if token_file is not None:
+        token = token_file.read_text().strip()
+        if len(token) < 16:
+            raise UserError(f"{token_file}: the token must be at least 16 characters")
+    elif host not in ("127.0.0.1", "localhost", "::1"):
+        raise UserError(f"listening on {host} (beyond loopback) needs a token: --token-file FILE")
+    source = args.scans or settings.archive.folder
+    model = args.model or settings.model
+    classes = load_manifest(find(model), verify=False).classes
+    labelling = Labelling(source, args.labels or web.labels, classes) if source.is_dir() else None
+    curve = _curve_from_args(args)
+    app = create_app(
+        WebConfig(
+            events=settings.endpoints.events,
+            preview=settings.endpoints.preview,
+            operator=settings.endpoints.operator,
+            curve=curve,
+            labelling=labelling,
+            webhook=args.webhook or web.webhook,
+            token=token,
+            who=f"web:{getpass.getuser()}",
+        )
+    )
+    print(
+        f"tipd web on http://{host}:{port}/ (labelling: {source if labelling else 'off'}); "
+        f"daemon events {settings.endpoints.events}",
+        file=sys.stderr,
+    )
+    uvicorn.run(app, host=host, port=int(port), log_level="warning")
+    return 0
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     from tipd.classify import classify_files
 
@@ -938,6 +986,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-frames", type=_positive(int), help="stop after this many frames")
     p.set_defaults(func=_cmd_watch_folder)
+
+    p = _command(
+        sub,
+        "web",
+        help="the live page, labelling, Prometheus metrics and webhooks, beside the daemon",
+    )
+    p.add_argument("--config", type=Path, help="tipd's settings (TOML): endpoints, [web]")
+    p.add_argument("--listen", help="HOST:PORT (default: the settings', 127.0.0.1:8080)")
+    p.add_argument(
+        "--scans",
+        type=Path,
+        help="label this folder of scans (default: the daemon's frame archive)",
+    )
+    p.add_argument(
+        "--labels", type=Path, help="folder labels go to (default: labels/ in the state folder)"
+    )
+    p.add_argument(
+        "--model", help="whose classes to label with (default: the settings' model, generic)"
+    )
+    p.add_argument("--webhook", help="incoming-webhook URL for alerts (Slack, Mattermost, Zulip)")
+    p.add_argument(
+        "--token-file", type=Path, help="token browsers must give; required beyond loopback"
+    )
+    _add_curve_args(p)
+    p.set_defaults(func=_cmd_web)
 
     p = _command(sub, "watch", help="bind the frame endpoint and show what arrives")
     p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="endpoint to bind")

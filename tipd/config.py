@@ -43,6 +43,9 @@ class Endpoints(BaseModel):
     events: str = "tcp://127.0.0.1:5552"  #: PUB, bound: dashboards subscribe here
     #: ROUTER, bound: operator commands (``tipd hold | release | reset | status``)
     operator: str = "tcp://127.0.0.1:5553"
+    #: PUB, bound: every valid frame and lines message as received, for dashboards that draw
+    #: the scan line by line (``tipd web``); see ``mirror_frames``
+    preview: str = "tcp://127.0.0.1:5554"
 
 
 class SafetyConfig(BaseModel):
@@ -102,6 +105,21 @@ class ArchiveSettings(BaseModel):
     max_days: float = Field(30.0, gt=0)  #: nothing older than this
 
 
+class WebSettings(BaseModel):
+    """``tipd web`` (:mod:`tipd.web`): where it listens, where labels go, whom it tells."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: host:port; beyond loopback (e.g. 0.0.0.0:8080) a ``token_file`` is required
+    listen: str = "127.0.0.1:8080"
+    #: a file holding the token every browser must give (``?token=`` once) when exposed
+    token_file: Path | None = None
+    #: labelled scans, one folder per class (default: ``labels/`` in :func:`state_dir`)
+    labels: Path = Field(default_factory=lambda: state_dir() / "labels")
+    #: incoming-webhook URL (Slack, Mattermost, Zulip) for needs-operator, blind, stop file
+    #: and a silent controller; none: alerts are logged only
+    webhook: str | None = None
+
+
 class Settings(BaseSettings):
     """All of tipd's settings."""
 
@@ -143,11 +161,15 @@ class Settings(BaseSettings):
     #: once (and it stays in every health event until a familiar frame): tipd is blind there
     blind_after: int = Field(3, ge=1)
     threads: int = Field(2, ge=0)  #: ONNX Runtime intra-op threads (0: all cores)
+    #: publish every valid frame and lines message again on the preview endpoint, so
+    #: ``tipd web`` draws the scan line by line
+    mirror_frames: bool = True
     safety: SafetyConfig = SafetyConfig()
     policy: PolicySettings = PolicySettings()
     controller: ControllerSettings = ControllerSettings()
     security: SecuritySettings = SecuritySettings()
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]

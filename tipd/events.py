@@ -10,24 +10,43 @@ import zmq
 import zmq.asyncio
 
 from tipd.curve import Curve
-from tipd.protocol import ProtocolError, StateEvent, _Event, decode_event, encode_event
+from tipd.protocol import (
+    EVENT_KINDS,
+    ProtocolError,
+    StateEvent,
+    _Event,
+    decode_event,
+    encode_event,
+)
 
 
 class EventPublisher:
     """Publishes typed events on a bound PUB socket; never blocks (drops when no reader)."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, curve: Curve | None = None) -> None:
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        curve: Curve | None = None,
+        name: str = "events",
+    ) -> None:
         self.socket = ctx.socket(zmq.PUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 10000)
         if curve is not None:
-            curve.server(self.socket, "events")
+            curve.server(self.socket, name)
         self.socket.bind(endpoint)
         self.sent = 0
 
     async def publish(self, event: _Event) -> None:
         await self.socket.send_multipart(encode_event(event))
         self.sent += 1
+
+    async def mirror(self, parts: list[bytes]) -> None:
+        """Publish a frame or lines message as received (``[topic, header, payload]``, topics
+        ``frame.<mic>`` and ``lines.<mic>``), on the preview socket, for dashboards that draw
+        the scan as it comes (``tipd web``)."""
+        await self.socket.send_multipart(parts, copy=False)
 
     def close(self) -> None:
         self.socket.close()
@@ -52,7 +71,7 @@ def tail(
     if curve is not None:
         curve.client(sub)
     sub.connect(endpoint)
-    for t in topics or [""]:
+    for t in topics or list(EVENT_KINDS):
         sub.setsockopt(zmq.SUBSCRIBE, t.encode())
     start = time.monotonic()
     end = None if seconds is None else start + seconds
@@ -101,7 +120,16 @@ def describe(topic: str, event: _Event) -> str:
         tail_ = f" -> {reply['status']}: {reply['detail']}" if reply else " sent"
         return f"{stamp} {event.microscope} {c['action']} {params}{tail_}"
     if kind == "error":
-        return f"{stamp} {topic:<14} {body['what']}: {body['detail']}"
+        return f"{stamp} {event.microscope} error ({body['what']}): {body['detail']}"
+    if kind == "operator":
+        return f"{stamp} {event.microscope} {body['op']} by {body['who']}: {body['detail']}"
+    if kind == "health":
+        said = [f"up {body['uptime_s']:.0f} s", body["provider"], f"queue {body['queue_depth']}"]
+        said += [f"{m} BLIND ({n} unfamiliar frames)" for m, n in body.get("blind", {}).items()]
+        said += [f"{m} NEEDS OPERATOR" for m in body.get("needs_operator", [])]
+        said += [f"{m} on hold" for m in body.get("held", [])]
+        said += ["STOP FILE present"] if body.get("stopped") else []
+        return f"{stamp} health {event.microscope}: " + ", ".join(said)
     return f"{stamp} {topic:<14} " + json.dumps(
         {k: v for k, v in body.items() if k not in ("v", "t")}
     )

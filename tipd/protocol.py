@@ -310,6 +310,14 @@ class HealthEvent(_Event):
     #: microscopes whose last whole frames were all unfamiliar (at least ``blind_after`` in a
     #: row): how many. tipd sees nothing it knows there and does nothing to their tips.
     blind: dict[str, Annotated[int, Field(ge=0)]] = {}
+    #: microscopes whose safety gate waits for an operator (``tipd reset``) ...
+    needs_operator: list[str] = []
+    #: ... and those an operator put on hold (``tipd hold``)
+    held: list[str] = []
+    #: the stop file exists: nothing is sent to any microscope
+    stopped: bool = False
+    #: tipd decides and reports but sends nothing (None: not said)
+    advisory: bool | None = None
 
 
 class OperatorEvent(_Event):

@@ -99,6 +99,7 @@ class Daemon:
                 "frames": settings.endpoints.frames,
                 "events": settings.endpoints.events,
                 "operator": settings.endpoints.operator,
+                **({"preview": settings.endpoints.preview} if settings.mirror_frames else {}),
             },
             self.curve,
             "security.secret_key and security.allowed_keys",
@@ -203,6 +204,11 @@ class Daemon:
         for topic in (b"frame.", b"lines."):
             self.sub.setsockopt(zmq.SUBSCRIBE, topic)
         self.events = EventPublisher(self.ctx, s.endpoints.events, self.curve)
+        self.preview = (
+            EventPublisher(self.ctx, s.endpoints.preview, self.curve, "preview")
+            if s.mirror_frames
+            else None
+        )
         self.operator = self.ctx.socket(zmq.ROUTER)
         self.operator.setsockopt(zmq.LINGER, 0)
         if self.curve is not None:
@@ -268,6 +274,8 @@ class Daemon:
                 await asyncio.wait(self.tasks, timeout=self.settings.controller.timeout_s)
             self.controller.close()
             self.events.close()
+            if self.preview is not None:
+                self.preview.close()
             self.operator.close()
             self.sub.close()
             if self.curve is not None:
@@ -334,6 +342,12 @@ class Daemon:
             queue_depth=self.backlog,
             counters=self.all_counters(),
             blind=self.blind(),
+            needs_operator=sorted(m.name for m in self.mics.values() if m.gate.needs_operator),
+            held=sorted(m.name for m in self.mics.values() if m.gate.held),
+            stopped=bool(
+                self.settings.safety.stop_file and self.settings.safety.stop_file.exists()
+            ),
+            advisory=self.settings.advisory,
         )
 
     def blind(self) -> dict[str, int]:
@@ -529,6 +543,8 @@ class Daemon:
             return
         mic = self.microscope(header.microscope)
         mic.position_nm = (float(header.position_nm[0]), float(header.position_nm[1]))
+        if self.preview is not None:
+            await self.preview.mirror(parts)
         if header.surface is not None and not self.models.knows(header.surface):
             key = f"{header.microscope}:{header.surface}"
             if key not in self.unknown_surfaces:
@@ -717,8 +733,12 @@ class Daemon:
             if proposal is not None and status == "refused":
                 mic.policy.refused(proposal)
             return False
+        waiting = mic.gate.needs_operator
         mic.gate.commit(command, mic.position_nm)
         self.keep_gate(mic)
+        if mic.gate.needs_operator and not waiting:  # say it at once, not at the next tick
+            log.warning("needs operator: no good frame after the last actions", microscope=mic.name)
+            await self.events.publish(self.health(mic.name))
         self.counters["commands"] += 1
         self.journal.command(command.id, mic.name, frame_id, command.action, params, reason, "sent")
         await self.events.publish(ActionEvent(microscope=mic.name, command=command))

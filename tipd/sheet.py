@@ -121,6 +121,18 @@ def _scale_marks(
         draw.text((x + 4, y + tile - 19), label, fill=(255, 255, 255), font=font)
 
 
+def scan_png(z: np.ndarray, width_nm: float | None, size: int = 384) -> bytes:
+    """One scan as PNG bytes: flattened line by line, coloured, ``size`` pixels square, with
+    its scale bar and height span (as on a contact sheet)."""
+    import io
+
+    img = render_tile(z, size)
+    _scale_marks(ImageDraw.Draw(img), 0, 0, size, z, width_nm)
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
 def contact_sheet(rows: list[SheetRow], path: Path, tile: int = 128, title: str = "") -> Path:
     """Write a PNG: one line per :class:`SheetRow`, the title at the left, captions (up to two
     lines, fitted to the tile) below. Each tile carries a scale bar (where its width is known)
