@@ -29,8 +29,10 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["generic", "au111", "cu111", "hsi100"])
     ap.add_argument("--n", type=int, default=1000, help="held-out frames per model")
     args = ap.parse_args()
-    print("| model | good/bad AUROC: vote / decision | tip-change AUROC: vote / decision "
-          "| unfamiliar | lines name the state |")
+    print(
+        "| model | good/bad AUROC: vote / decision | tip-change AUROC: vote / decision "
+        "| unfamiliar | lines name the state |"
+    )
     print("|---|---|---|---|---|")
     for name in args.models:
         ens = Ensemble(find(name), prefer_gpu=False)

@@ -202,17 +202,21 @@ operator = "tcp://127.0.0.1:{_port()}"
         print("\n| figure | value |\n|---|---|")
         print(f"| valid frames decided | {decided} of {valid} |")
         print(f"| errors counted (health) | {health.get('errors', 0)} |")
-        print(f"| of which reported in full / held back | "
-              f"{health.get('errors', 0) - health.get('errors_held_back', 0)} / "
-              f"{health.get('errors_held_back', 0)} |")
+        print(
+            f"| of which reported in full / held back | "
+            f"{health.get('errors', 0) - health.get('errors_held_back', 0)} / "
+            f"{health.get('errors_held_back', 0)} |"
+        )
         print(f"| error events received | {events['error']} |")
         print(f"| counters by kind | {json.dumps(errors)} |")
         db = sqlite3.connect(f"file:{tmp / 'journal.sqlite'}?mode=ro", uri=True)
         rows = db.execute("SELECT COUNT(*) FROM frames WHERE status = 'rejected'").fetchone()[0]
         db.close()
         print(f"| journal rows for rejected messages | {rows} |")
-        print(f"| daemon RSS before / after / peak | {rss0:.0f} / {_rss_mb(proc.pid):.0f} / "
-              f"{peak:.0f} MB |")
+        print(
+            f"| daemon RSS before / after / peak | {rss0:.0f} / {_rss_mb(proc.pid):.0f} / "
+            f"{peak:.0f} MB |"
+        )
         if args.soak and alive:
             # in four rounds, each followed by a valid frame that must be decided (the backlog
             # is gone): resident memory after each round. Flat from round to round means no

@@ -138,16 +138,20 @@ retries = 3
     for _, what in events_:
         run = 0 if what == "good" else run + 1
         longest = max(longest, run)
-    print(f"{args.kills} SIGKILLs of the daemon and {len(sim_kills_at)} of the sim in "
-          f"{seconds:.0f} s; limits {json.dumps(LIMITS)}\n")
+    print(
+        f"{args.kills} SIGKILLs of the daemon and {len(sim_kills_at)} of the sim in "
+        f"{seconds:.0f} s; limits {json.dumps(LIMITS)}\n"
+    )
     print("| figure | value |\n|---|---|")
     done_n = f"{len(executed)} ({len(conditioning)} pulses/crashes done)"
     print(f"| commands executed (sim truth) | {done_n} |")
     print(f"| ids executed twice | {twice} |")
     print(f"| pulses/crashes within the forbidden radius of an earlier one | {radius} |")
     print(f"| times the hourly budget was exceeded | {budget} |")
-    print(f"| longest run of pulses/crashes without a good frame | {longest} "
-          f"(limit {LIMITS['max_fruitless']}) |")
+    print(
+        f"| longest run of pulses/crashes without a good frame | {longest} "
+        f"(limit {LIMITS['max_fruitless']}) |"
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 1. Latency: 512×512 frames published one at a time (10 per second) → the ``state`` event for
    each received; p50 / p99 in ms. Targets: p50 ≤ 10 ms, p99 ≤ 25 ms on 2 CPU cores.
 2. Sustained: 50 frames per second for ``--seconds``; frames answered, and the daemon's resident
-   memory at the start and end (flat means no growth).
+   memory at the start and end (flat means no growth). The frame archive is on (as by default)
+   with a cap of ``--archive-mb``, so a long run reaches it and drops the oldest frames.
 3. Streaming: 512-line synthetic frames with a tip change at a known line, sent in 16-line
    chunks; lines from the change to the first window whose state event reports it: a line
    jump at the change line (±2), or the window decided ``tip_change`` (or tip-change confidence
@@ -71,6 +72,12 @@ def main() -> None:
     parser.add_argument("--model", default="au111", help="surface model the frames name")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--frames", type=int, default=200, help="frames for the latency part")
+    parser.add_argument(
+        "--archive-mb",
+        type=float,
+        default=300.0,
+        help="the frame archive's cap (on, as by default; 512² frames are 1 MB each)",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     ports = [port() for _ in range(3)]
@@ -85,6 +92,10 @@ frames = "{frames_ep}"
 control = "{control_ep}"
 events = "{events_ep}"
 operator = "tcp://127.0.0.1:{port()}"
+preview = "tcp://127.0.0.1:{port()}"
+[archive]
+folder = "{tmp / "archive"}"
+max_mb = {args.archive_mb}
 """)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tipd.cli", "run", "--config", str(tmp / "tipd.toml")],
@@ -153,6 +164,9 @@ operator = "tcp://127.0.0.1:{port()}"
             f"p50 {np.median(done) * 1e3:.1f} ms, p99 {np.percentile(done, 99) * 1e3:.1f} ms; "
             f"daemon RSS {rss0:.0f} MB -> {rss1:.0f} MB"
         )
+        kept = list((tmp / "archive").rglob("*.npy"))
+        size = sum(p.stat().st_size for p in kept) / 1e6
+        print(f"archive: {len(kept)} frames, {size:.0f} MB kept (cap {args.archive_mb:.0f} MB)")
 
         delays = []
         for k, f in enumerate(tip_change_frames(args.model, 10)):

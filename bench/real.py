@@ -70,8 +70,10 @@ def labelled_scans(shared: Path) -> list[Scan]:
         with labels.open() as fh:
             for row in csv.DictReader(fh):
                 tip_change = row["tip_change"] == "1"
-                tip = row["tip"] == "1" if "tip" in row else (
-                    tip_change or row["double"] == "1" or row["blunt"] == "1"
+                tip = (
+                    row["tip"] == "1"
+                    if "tip" in row
+                    else (tip_change or row["double"] == "1" or row["blunt"] == "1")
                 )
                 source = row["source"].split("/tests/")[0].split("/test_data/")[0]
                 path = folder / row["file"]

@@ -5,17 +5,20 @@ bad requests get a clear error."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -55,10 +58,18 @@ def _http(url: str, body: object | None = None) -> tuple[int, Any]:
         return status, raw.decode()
 
 
-@pytest.fixture
-def web(tmp_path: Path, tiny_model: Path, tipd_exe: list[str]) -> Iterator[Web]:
-    models = model_dir(tiny_model, tmp_path / "models")
-    d = start(tmp_path, models, tipd_exe)
+@contextlib.contextmanager
+def serving(
+    tmp_path: Path,
+    tiny_model: Path,
+    tipd_exe: list[str],
+    extra: str = "",
+    thresholds: float | None = None,
+    webhook: str | None = None,
+) -> Iterator[Web]:
+    """A daemon (tests.test_daemon.start) and ``tipd web`` beside it, on free ports."""
+    models = model_dir(tiny_model, tmp_path / "models", thresholds)
+    d = start(tmp_path, models, tipd_exe, extra=extra)
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -70,6 +81,7 @@ def web(tmp_path: Path, tiny_model: Path, tipd_exe: list[str]) -> Iterator[Web]:
             f"127.0.0.1:{port}",
             "--labels",
             str(tmp_path / "labels"),
+            *(["--webhook", webhook] if webhook else []),
         ],
         env={**os.environ, "TIPD_MODELS_DIR": str(models)},
         stdout=subprocess.PIPE,
@@ -92,6 +104,12 @@ def web(tmp_path: Path, tiny_model: Path, tipd_exe: list[str]) -> Iterator[Web]:
         proc.terminate()
         proc.communicate(timeout=30)
         stop(d)
+
+
+@pytest.fixture
+def web(tmp_path: Path, tiny_model: Path, tipd_exe: list[str]) -> Iterator[Web]:
+    with serving(tmp_path, tiny_model, tipd_exe) as w:
+        yield w
 
 
 @pytest.fixture
@@ -242,3 +260,47 @@ def test_bad_requests_get_a_clear_error_and_nothing_else_changes(web: Web) -> No
     assert status == 400 and "no scan" in reply["error"]
     assert list(web.labels.glob("*/*")) == []
     assert _http(web.url + "/api/state")[0] == 200  # still serving
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    """An incoming-webhook endpoint, as Slack's, Mattermost's or Zulip's: JSON posts."""
+
+    posts: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        assert self.headers["Content-Type"] == "application/json"
+        _Hook.posts.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_webhook_hears_of_a_microscope_needing_an_operator_and_a_silent_controller(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Hook.posts = []
+    hook = f"http://127.0.0.1:{server.server_address[1]}/hooks/tipd"
+    # every decision acts; one action without a good frame and the gate waits for an operator;
+    # nobody answers on the control endpoint
+    extra = "[safety]\nmax_fruitless = 1\n[controller]\ntimeout_s = 0.3\nretries = 0\n"
+    try:
+        with serving(tmp_path, tiny_model, tipd_exe, extra, thresholds=0.0, webhook=hook) as w:
+            for k in range(4):
+                w.daemon.send(encode_frame(frame(frame_id=f"h{k}").header(), frame().data))
+                w.daemon.events_until("state.stm1", 10.0)
+            texts = _until(lambda: len(_Hook.posts) >= 2 and [p["text"] for p in _Hook.posts])
+            time.sleep(1.0)  # and no more than once each
+            metrics = _http(w.url + "/metrics")[1]
+    finally:
+        server.shutdown()
+    texts = [p["text"] for p in _Hook.posts]
+    assert sum("stm1 needs an operator" in t for t in texts) == 1, texts
+    assert sum("controller of stm1 does not answer" in t for t in texts) == 1, texts
+    assert 'tipd_needs_operator{microscope="stm1"} 1.0' in metrics
+    assert 'tipd_actions_total{action="pulse",microscope="stm1",outcome="failed"} 1.0' in metrics

@@ -498,10 +498,13 @@ def _cmd_web(args: argparse.Namespace) -> int:
             raise UserError(f"{token_file}: the token must be at least 16 characters")
     elif host not in ("127.0.0.1", "localhost", "::1"):
         raise UserError(f"listening on {host} (beyond loopback) needs a token: --token-file FILE")
+    if args.scans is not None and not args.scans.is_dir():
+        raise UserError(f"--scans {args.scans}: not a folder")
     source = args.scans or settings.archive.folder
+    source.mkdir(parents=True, exist_ok=True)  # the archive, before the daemon's first frame
     model = args.model or settings.model
     classes = load_manifest(find(model), verify=False).classes
-    labelling = Labelling(source, args.labels or web.labels, classes) if source.is_dir() else None
+    labelling = Labelling(source, args.labels or web.labels, classes)
     curve = _curve_from_args(args)
     app = create_app(
         WebConfig(
@@ -516,7 +519,7 @@ def _cmd_web(args: argparse.Namespace) -> int:
         )
     )
     print(
-        f"tipd web on http://{host}:{port}/ (labelling: {source if labelling else 'off'}); "
+        f"tipd web on http://{host}:{port}/ (labelling {source} with {model}'s classes); "
         f"daemon events {settings.endpoints.events}",
         file=sys.stderr,
     )

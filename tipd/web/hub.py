@@ -180,7 +180,8 @@ def _alarming(kind: str, body: dict[str, Any]) -> bool:
         return True
     if kind == "action":
         reply = body.get("reply") or {}
-        return bool(reply) and reply.get("status") != "done"
+        advisory = str(reply.get("detail", "")).startswith("advisory mode")
+        return bool(reply) and reply.get("status") != "done" and not advisory
     if kind == "health":
         return bool(body.get("blind") or body.get("needs_operator") or body.get("stopped"))
     return False
