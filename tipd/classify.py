@@ -83,19 +83,15 @@ def verdict_sheet(
     seen: list[tuple[Path, Frame, Decision]], path: Path, model: str, per_row: int = 5
 ) -> Path:
     """A contact sheet of classified scans, each captioned with its file and verdict."""
-    from tipd.sheet import SheetRow, contact_sheet
+    from tipd.sheet import contact_sheet, rows_of
 
-    rows = []
-    for k in range(0, len(seen), per_row):
-        chunk = seen[k : k + per_row]
-        rows.append(
-            SheetRow(
-                title=f"scans {k + 1}-{k + len(chunk)}",
-                frames=[f.data for _, f, _ in chunk],
-                captions=[f"{p.name}: {d.state} {d.confidence:.2f}" for p, _, d in chunk],
-                widths_nm=[f.scan_size_nm[0] for _, f, _ in chunk],
-            )
-        )
+    rows = rows_of(
+        [f.data for _, f, _ in seen],
+        [f"{p.name}: {d.state} {d.confidence:.2f}" for p, _, d in seen],
+        [f.scan_size_nm[0] for _, f, _ in seen],
+        per_row,
+        "scans",
+    )
     return contact_sheet(rows, path, tile=180, title=f"tipd classify, model {model}")
 
 

@@ -64,6 +64,25 @@ class SheetRow:
     widths_nm: list[float] | None = None
 
 
+def rows_of(
+    frames: list[np.ndarray],
+    captions: list[str],
+    widths_nm: list[float],
+    per_row: int,
+    what: str = "frames",
+) -> list[SheetRow]:
+    """``frames`` laid out ``per_row`` to a row, each row titled by the numbers it holds."""
+    return [
+        SheetRow(
+            title=f"{what} {k + 1}-{min(k + per_row, len(frames))}",
+            frames=frames[k : k + per_row],
+            captions=captions[k : k + per_row],
+            widths_nm=widths_nm[k : k + per_row],
+        )
+        for k in range(0, len(frames), per_row)
+    ]
+
+
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)

@@ -16,7 +16,7 @@ import zmq
 
 from tipd.frames import Frame, LineAssembler
 from tipd.protocol import ProtocolError, decode_frame
-from tipd.sheet import SheetRow, contact_sheet
+from tipd.sheet import contact_sheet, rows_of
 
 
 @dataclass
@@ -87,15 +87,10 @@ def watch(
 
 def write_sheet(frames: list[Frame], path: Path, per_row: int = 6) -> Path:
     """A contact sheet of ``frames`` (flattened line by line), ``per_row`` to a row."""
-    rows = []
-    for k in range(0, len(frames), per_row):
-        chunk = frames[k : k + per_row]
-        rows.append(
-            SheetRow(
-                title=f"frames {k + 1}-{k + len(chunk)}",
-                frames=[f.data for f in chunk],
-                captions=[f.frame_id for f in chunk],
-                widths_nm=[f.scan_size_nm[0] for f in chunk],
-            )
-        )
+    rows = rows_of(
+        [f.data for f in frames],
+        [f.frame_id for f in frames],
+        [f.scan_size_nm[0] for f in frames],
+        per_row,
+    )
     return contact_sheet(rows, path, tile=160, title="tipd watch: frames as received")
