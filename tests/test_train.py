@@ -458,6 +458,24 @@ def test_budget_is_per_device_and_flags_override_it() -> None:
     assert (b.n_train, b.epochs) == (24000, 30)  # the rest from the CPU budget
 
 
+def test_init_from_takes_the_width_of_the_net_it_goes_on_from() -> None:
+    """`tipd train --surface generic --data DIR --init-from generic` on the CPU: the shipped
+    generic nets are 0.25 wide, not the 0.125 generic trains at from scratch there."""
+    from tipd.models import find, load_manifest
+    from tipd.train.pipeline import TrainConfig, budget_for, candidate_recipes, plan_init
+
+    cpu = torch.device("cpu")
+    shipped = find("generic")
+    cfg = TrainConfig(surface="generic", out=Path("x"), init_from=shipped)
+    b = budget_for(cfg, cpu)
+    voting = [m for m in load_manifest(shipped).members if m.vote_weight is not None]
+    assert b.width == max(voting, key=lambda m: m.vote_weight or 0).width == 0.25
+    candidates, _ = candidate_recipes(cfg, cpu, b)
+    assert plan_init(shipped, "generic", candidates, list(load_manifest(shipped).classes)).roots
+    narrow = TrainConfig(surface="generic", out=Path("x"), init_from=shipped, width=0.125)
+    assert budget_for(narrow, cpu).width == 0.125  # --width still decides
+
+
 def test_going_on_from_a_finished_net_keeps_it_unless_an_epoch_beats_it() -> None:
     from tipd.train.fit import Recipe, fit
 

@@ -319,11 +319,25 @@ def flags_of(cfg: TrainConfig) -> dict[str, float]:
     return {k: getattr(cfg, k) for k in BUDGET_FLAGS if getattr(cfg, k) is not None}
 
 
+def init_width(folder: Path) -> float | None:
+    """The width of the voting member ``--init-from`` goes on from (the largest vote weight),
+    or None where the folder holds no readable model (:func:`plan_init` then says why)."""
+    try:
+        manifest = load_manifest(folder, verify=False)
+    except ModelError:
+        return None
+    voting = [m for m in manifest.members if m.vote_weight is not None]
+    return max(voting, key=lambda m: m.vote_weight or 0.0).width if voting else None
+
+
 def budget_for(cfg: TrainConfig, device: torch.device) -> Budget:
-    """:func:`default_budget` with whatever ``cfg`` sets itself."""
+    """:func:`default_budget` with whatever ``cfg`` sets itself. With ``--init-from`` and no
+    ``--width``, the nets take the width of the member they go on from (the shipped generic
+    model's nets are 0.25 wide, where generic trained from scratch on the CPU is 0.125)."""
     b = default_budget(cfg.surface, device)
+    inherited = init_width(cfg.init_from) if cfg.init_from is not None else None
     return Budget(
-        cfg.width or b.width,
+        cfg.width or inherited or b.width,
         cfg.n_train or b.n_train,
         cfg.member_seconds or b.member_seconds,
         cfg.epochs or b.epochs,
