@@ -89,6 +89,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[4, 8, 99], help="scans to train on")
     parser.add_argument("--member-seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--train-args",
+        default="",
+        help="more tipd train flags, e.g. '--epochs 300 --patience 100' (default: its own)",
+    )
     parser.add_argument("--shared", type=Path, default=SHARED)
     args = parser.parse_args()
     scans = labelled_scans(args.shared)
@@ -112,6 +117,7 @@ def main() -> None:
                 "--data", str(run / "data"), "--init-from", str(generic),
                 "--out", str(run / "model"), "--reports", str(run / "reports"),
                 "--member-seconds", str(args.member_seconds), "--trees", "200",
+                *args.train_args.split(),
             ]  # fmt: skip
             done = subprocess.run(cmd, capture_output=True, text=True)
             minutes[n] += (time.monotonic() - t0) / 60
