@@ -8,6 +8,14 @@ from tipd.sheet import SheetRow, contact_sheet
 from tipd.synth.generate import generate
 from tipd.taxonomy import SURFACE_TITLES, taxonomy
 
+#: what a class row shows where its name alone could mislead: on Au(111) and Cu(111) at the
+#: paper's 30 nm and 150 px, "individual atoms" are single adatoms imaged sharp (a pixel is
+#: 0.2 nm; the 0.29 nm lattice itself is not resolved), on the herringbone or standing waves
+ROW_NOTES = {
+    ("au111", "individual_atoms"): "sharp single adatoms,\n30 nm (lattice unresolved)",
+    ("cu111", "individual_atoms"): "sharp single adatoms,\n30 nm (lattice unresolved)",
+}
+
 
 def _caption(names: list[str]) -> str:
     return "+".join(n.replace("individual_atoms", "atoms").replace("_", " ") for n in names)
@@ -25,7 +33,8 @@ def class_sheet(surfaces: list[str], path: Path, per_class: int = 8, seed: int =
             frames = [generate(surface, k * n + c, seed=seed, cls=cls) for k in range(per_class)]
             rows.append(
                 SheetRow(
-                    title=f"{SURFACE_TITLES[surface]}\n{cls.replace('_', ' ')}",
+                    title=f"{SURFACE_TITLES[surface]}\n{cls.replace('_', ' ')}"
+                    + (f"\n{ROW_NOTES[surface, cls]}" if (surface, cls) in ROW_NOTES else ""),
                     frames=[f.heights_m for f in frames],
                     captions=[_caption(f.label_names) for f in frames],
                     widths_nm=[f.scan_size_nm[0] for f in frames],
