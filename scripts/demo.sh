@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the virtual microscope and the tipd daemon on the default endpoints, with tipd's
-# decisions on whole frames and its actions shown live, until Ctrl-C (or DEMO_SECONDS); then
-# the run's story in words. tipd journals to its usual place (`tipd journal` finds it); the
+# decisions on whole frames and its actions shown live (and in a browser, through tipd web),
+# until Ctrl-C (or DEMO_SECONDS); then the run's story in words. tipd journals to its usual place (`tipd journal` finds it); the
 # logs and the microscope's truth log land in demo-out/.
 set -euo pipefail
 out=${DEMO_OUT:-demo-out}
@@ -31,8 +31,12 @@ sleep 2
 $tipd sim --surface "$surface" --start-tip double --line-time "${DEMO_LINE_TIME:-0.01}" \
   --truth "$out/sim-truth.jsonl" > "$out/sim.log" 2>&1 &
 pids+=($!)
+web=127.0.0.1:${DEMO_WEB_PORT:-8080}
+$tipd web --listen "$web" --model "$surface" > "$out/web.log" 2>&1 &
+pids+=($!)
 echo "virtual microscope ($surface, starting with a double tip) and tipd (live) running;" \
   "Ctrl-C to stop"
+echo "watch it in a browser: http://$web/ (tipd web; labelling at /label)"
 echo "each line: a whole frame tipd classified, or an action it took on the tip"
 if [ -n "${DEMO_SECONDS:-}" ]; then
   $tipd events --topic state. --topic action. --frames-only --seconds "$DEMO_SECONDS"
