@@ -304,3 +304,72 @@ def test_a_webhook_hears_of_a_microscope_needing_an_operator_and_a_silent_contro
     assert sum("controller of stm1 does not answer" in t for t in texts) == 1, texts
     assert 'tipd_needs_operator{microscope="stm1"} 1.0' in metrics
     assert 'tipd_actions_total{action="pulse",microscope="stm1",outcome="failed"} 1.0' in metrics
+
+
+def test_beyond_loopback_every_request_needs_the_token(tmp_path: Path, tipd_exe: list[str]) -> None:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    exposed = subprocess.run(
+        [*tipd_exe, "web", "--listen", f"0.0.0.0:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert exposed.returncode == 2 and "needs a token: --token-file" in exposed.stderr
+    token = tmp_path / "token"
+    token.write_text("correct-horse-battery-staple\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *tipd_exe,
+            "web",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--token-file",
+            str(token),
+            "--scans",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: _reachable(url))
+        assert _http(url + "/api/state")[0] == 401
+        assert _http(url + "/metrics")[0] == 401
+        assert _http(url + "/api/state?token=wrong-horse-battery-staple")[0] == 401
+        with urllib.request.urlopen(url + "/?token=correct-horse-battery-staple") as reply:
+            assert reply.status == 200 and "tipd_token=" in reply.headers["set-cookie"]
+        bearer = urllib.request.Request(
+            url + "/api/state", headers={"Authorization": "Bearer correct-horse-battery-staple"}
+        )
+        with urllib.request.urlopen(bearer) as reply:
+            assert reply.status == 200
+
+        async def opens(path: str) -> bool:
+            try:
+                async with connect(f"ws://127.0.0.1:{port}{path}"):
+                    return True
+            except InvalidStatus:  # refused before the upgrade
+                return False
+
+        assert not asyncio.run(opens("/ws"))
+        assert asyncio.run(opens("/ws?token=correct-horse-battery-staple"))
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def _reachable(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url + "/", timeout=1)
+    except urllib.error.HTTPError:
+        return True  # it answered (401)
+    except OSError:
+        return False
+    return True

@@ -523,7 +523,7 @@ def _cmd_web(args: argparse.Namespace) -> int:
         f"daemon events {settings.endpoints.events}",
         file=sys.stderr,
     )
-    uvicorn.run(app, host=host, port=int(port), log_level="warning")
+    uvicorn.run(app, host=host, port=int(port), log_level="warning", timeout_graceful_shutdown=5)
     return 0
 
 

@@ -37,7 +37,7 @@ import zmq
 import zmq.asyncio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -175,14 +175,25 @@ def create_app(config: WebConfig) -> Starlette:
         await ws.accept()
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(CLIENT_QUEUE)
         state.clients.add(queue)
-        try:
+
+        async def pump() -> None:
             for message in state.hub.snapshot():
                 await ws.send_json({**message, "snapshot": True})
             while True:
                 await ws.send_json(await queue.get())
+
+        sender = asyncio.create_task(pump())
+        try:  # until the browser goes (a closed tab, or the server shutting down)
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            sender.cancel()
+            with contextlib.suppress(
+                asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError
+            ):
+                await sender
             state.clients.discard(queue)
 
     def operator(op: Literal["hold", "release"]) -> Callable[[Request], Awaitable[Response]]:
@@ -307,7 +318,7 @@ class TokenMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
+        request = HTTPConnection(scope)  # a plain request or a websocket's
         from_query = request.query_params.get("token")
         given = (
             from_query
