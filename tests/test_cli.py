@@ -122,6 +122,8 @@ def test_classify_prints_a_table_a_microscopist_reads(tmp_path: Path, tipd_exe: 
     assert "0.8 V" in rows["scan.npy"]
     assert "unfamiliar" in rows["flat.npy"]  # 5 µm: far beyond every training scale
     assert any(x.startswith("unfamiliar: the frame is unlike") for x in lines[4:])
+    sheet = _run(tipd_exe, "classify", str(tmp_path), "--sheet", str(tmp_path / "v.png"))
+    assert sheet.returncode == 0 and (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
     backward = _run(tipd_exe, "classify", str(tmp_path / "scan.npy"), "--direction", "backward")
     assert backward.returncode == 1 and "holds one forward frame" in backward.stdout
 

@@ -131,3 +131,14 @@ def test_truncated_sxm(fixtures_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "cut.sxm").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ReaderError, match="truncated"):
         read_any(tmp_path / "cut.sxm")
+
+
+def test_gwy_directions_follow_the_channel_titles(fixtures_dir: Path) -> None:
+    """The fixture's one field has no direction in its title: it is the forward scan, and a
+    backward one is refused with the fields the file has."""
+    from tipd.readers import ReaderError, read_any
+
+    path = fixtures_dir / "test_single_image.gwy"
+    assert read_any(path).direction == "forward"
+    with pytest.raises(ReaderError, match="no backward data field; its fields: 'test_single"):
+        read_any(path, direction="backward")
