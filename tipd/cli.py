@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -504,7 +504,7 @@ def _cmd_web(args: argparse.Namespace) -> int:
     source.mkdir(parents=True, exist_ok=True)  # the archive, before the daemon's first frame
     model = args.model or settings.model
     classes = load_manifest(find(model), verify=False).classes
-    labelling = Labelling(source, args.labels or web.labels, classes)
+    labelling = Labelling(source, args.labels or web.labels, classes, _judge(model))
     curve = _curve_from_args(args)
     app = create_app(
         WebConfig(
@@ -525,6 +525,26 @@ def _cmd_web(args: argparse.Namespace) -> int:
     )
     uvicorn.run(app, host=host, port=int(port), log_level="warning", timeout_graceful_shutdown=5)
     return 0
+
+
+def _judge(model: str) -> Callable[[Path], dict[str, Any]]:
+    """tipd's verdict on a scan file with model ``model`` (for labelling any folder)."""
+    from tipd.ensemble import Ensemble
+    from tipd.models import find
+    from tipd.readers import read_any
+
+    ensemble = Ensemble(find(model))
+
+    def judge(path: Path) -> dict[str, Any]:
+        decision = ensemble.classify([read_any(path)])[0]
+        return {
+            "model": ensemble.manifest.name,
+            "state": decision.state,
+            "confidence": decision.confidence,
+            "familiarity": decision.familiarity,
+        }
+
+    return judge
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:

@@ -13,12 +13,13 @@ import csv
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tipd.errors import UserError
-from tipd.readers import find_scans
+from tipd.readers import ReaderError, find_scans
 
 LOG = "labels.csv"
 
@@ -68,8 +69,12 @@ class Labelling:
     source: Path
     labels: Path
     classes: list[str]
+    #: a verdict for a scan whose sidecar holds none (any folder of scans): e.g. the model's,
+    #: so that the queue is ordered there too; raises ReaderError for a file it cannot read
+    judge: Callable[[Path], dict[str, Any]] | None = None
     queue: list[Candidate] = field(default_factory=list)
     done: list[tuple[Candidate, str, list[Path]]] = field(default_factory=list)  #: for undo
+    unreadable: set[Path] = field(default_factory=set)  #: not offered: cannot be shown
 
     def __post_init__(self) -> None:
         self.labels.mkdir(parents=True, exist_ok=True)
@@ -80,13 +85,19 @@ class Labelling:
         the daemon runs); returns how many."""
         taken = self._labelled()
         queued = {c.key for c in self.queue}
-        new = [
-            Candidate(key, p, verdict_of(p))
-            for p in find_scans(self.source)
-            if (key := str(p.relative_to(self.source))) not in queued
-            and not _inside(p, self.labels)
-            and p.name not in taken
-        ]
+        new = []
+        for p in find_scans(self.source):
+            key = str(p.relative_to(self.source))
+            if key in queued or p in self.unreadable or _inside(p, self.labels) or p.name in taken:
+                continue
+            verdict = verdict_of(p)
+            if not verdict and self.judge is not None:
+                try:
+                    verdict = self.judge(p)
+                except ReaderError:
+                    self.unreadable.add(p)
+                    continue
+            new.append(Candidate(key, p, verdict))
         self.queue = sorted(self.queue + new, key=Candidate.order)
         return len(new)
 
