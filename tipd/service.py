@@ -16,7 +16,6 @@ ones fail their checks. systemd: READY, STATUS and WATCHDOG through ``$NOTIFY_SO
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import time
@@ -38,9 +37,11 @@ from tipd.curve import CurveError
 from tipd.ensemble import Decision
 from tipd.events import EventPublisher
 from tipd.frames import Frame, LineAssembler
+from tipd.health import HealthReports, event_microscope
 from tipd.journal import Journal
 from tipd.models import ModelError
 from tipd.modelset import ModelSet
+from tipd.operator_desk import OperatorDesk
 from tipd.policy import Policy, PolicyConfig, Proposal
 from tipd.preprocess import line_jumps
 from tipd.protocol import (
@@ -48,17 +49,11 @@ from tipd.protocol import (
     Command,
     ErrorEvent,
     FrameHeader,
-    HealthEvent,
-    OperatorEvent,
-    OperatorReply,
-    OperatorRequest,
     ProtocolError,
     Reply,
     StateEvent,
     check_finite_array,
     decode_frame,
-    decode_operator_request,
-    encode_operator,
 )
 from tipd.ratelimit import ErrorBudget
 from tipd.safety import Limits, SafetyGate
@@ -113,7 +108,8 @@ class Daemon:
         self.unknown_surfaces: set[str] = set()
         self.backlog = 0  #: messages that were waiting behind the last one received
         self.error_budget = ErrorBudget(settings.error_events_per_s)
-        self.pruned = 0.0  #: unix time the journal was last pruned
+        self.reports = HealthReports(self)  #: counters, health events, retention
+        self.desk = OperatorDesk(self)  #: operator requests
 
     def _open_archive(self, settings: Settings) -> Archive | None:
         """The frame archive the settings ask for; None when off, or when its folder cannot
@@ -226,7 +222,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
-        health = loop.create_task(self._health())
+        health = loop.create_task(self.reports.run())
         poller = zmq.asyncio.Poller()
         poller.register(self.sub, zmq.POLLIN)
         poller.register(self.operator, zmq.POLLIN)
@@ -246,7 +242,7 @@ class Daemon:
                     self._reload()
                 ready = dict(await poller.poll(200))
                 if self.operator in ready:
-                    await self._operator_requests()
+                    await self.desk.answer_waiting()
                 if self.sub not in ready:
                     continue
                 t0 = time.perf_counter()
@@ -306,162 +302,6 @@ class Daemon:
             advisory=settings.advisory,
         )
 
-    def all_counters(self) -> dict[str, int]:
-        """The counters, with the peers CURVE refused per endpoint (``curve_refused_frames``…)
-        the journal's failed writes, pending and dropped rows (``journal_…``) and the archive's
-        frames, bytes and frames dropped to stay within its bounds (``archive_…``)."""
-        refused = self.curve.refused if self.curve is not None else {}
-        journal = {
-            "journal_failures": self.journal.failures,
-            "journal_pending": len(self.journal.pending),
-            "journal_dropped": self.journal.dropped,
-        }
-        archive = (
-            {}
-            if self.archive is None
-            else {
-                "archive_frames": len(self.archive.kept),
-                "archive_bytes": self.archive.bytes,
-                "archive_dropped": self.archive.dropped,
-            }
-        )
-        return {
-            **self.counters,
-            **{f"curve_refused_{d}": n for d, n in refused.items()},
-            **journal,
-            **archive,
-        }
-
-    def health(self, microscope: str) -> HealthEvent:
-        """The health event now: the periodic one (``microscope`` ``*``), or one that a
-        microscope's state raised at once."""
-        return HealthEvent(
-            microscope=microscope,
-            uptime_s=time.monotonic() - self.started,
-            provider=self.models.default.provider,
-            queue_depth=self.backlog,
-            counters=self.all_counters(),
-            blind=self.blind(),
-            needs_operator=sorted(m.name for m in self.mics.values() if m.gate.needs_operator),
-            held=sorted(m.name for m in self.mics.values() if m.gate.held),
-            stopped=bool(
-                self.settings.safety.stop_file and self.settings.safety.stop_file.exists()
-            ),
-            advisory=self.settings.advisory,
-        )
-
-    def blind(self) -> dict[str, int]:
-        """Microscopes whose last ``blind_after`` or more whole frames were unfamiliar: how
-        many in a row."""
-        n = self.settings.blind_after
-        return {m.name: m.unfamiliar for m in self.mics.values() if m.unfamiliar >= n}
-
-    async def _summarise_errors(self) -> None:
-        """One ``error`` event per key whose reports were held back in its last window."""
-        for (microscope, what), held in self.error_budget.due(time.monotonic()):
-            detail = f"{held} more '{what}' errors in one second, counted but not reported"
-            log.warning("errors held back", microscope=microscope, what=what, count=held)
-            await self.events.publish(
-                ErrorEvent(
-                    microscope=_event_microscope(microscope),
-                    what=what if what != "*" else "flood",
-                    detail=detail,
-                )
-            )
-
-    async def _health(self) -> None:
-        """Every ``health_s``: a health event and systemd's status (and watchdog); every
-        second: summaries of held-back errors; every hour: journal retention."""
-        watchdog = os.environ.get("WATCHDOG_USEC")
-        next_health = time.monotonic()
-        while True:
-            await self._summarise_errors()
-            self._prune_journal()
-            if time.monotonic() >= next_health:
-                next_health = time.monotonic() + self.settings.health_s
-                await self.events.publish(self.health("*"))
-                frames, errors = self.counters["frames"], self.counters["errors"]
-                sd_notify(f"STATUS=frames {frames}, errors {errors}")
-            if watchdog:
-                sd_notify("WATCHDOG=1")
-            period = min(self.settings.health_s, 1.0)
-            if watchdog:
-                period = min(period, int(watchdog) / 2e6)
-            await asyncio.sleep(period)
-
-    def _prune_journal(self) -> None:
-        """Once an hour, drop frame rows older than ``retention_days`` (commands are kept) and
-        archived frames older than the archive's ``max_days``."""
-        now = time.time()
-        if now - self.pruned < 3600:
-            return
-        self.pruned = now
-        self.journal.prune(now - self.settings.retention_days * 86400)
-        if self.archive is not None:
-            self.archive.prune(now)
-
-    # ---------------------------------------------------------------- operator
-
-    async def _operator_requests(self) -> None:
-        """Answer every operator request waiting (each under its own guard)."""
-        while await self.operator.poll(0):
-            identity, *parts = await self.operator.recv_multipart()
-            envelope = [identity]
-            if parts and parts[0] == b"":
-                envelope, parts = [identity, b""], parts[1:]
-            try:
-                reply = await self.operate(decode_operator_request(parts))
-            except ProtocolError as exc:
-                self.counters["operator_bad"] += 1
-                reply = OperatorReply(ok=False, detail=str(exc))
-            except Exception as exc:  # never let an operator's request stop the daemon
-                log.exception("operator request failed")
-                reply = OperatorReply(ok=False, detail=f"{type(exc).__name__}: {exc}")
-            await self.operator.send_multipart([*envelope, *encode_operator(reply)])
-
-    def gate_status(self, mic: Microscope) -> dict[str, Any]:
-        return {**mic.gate.status(), "advisory": self.settings.advisory}
-
-    async def operate(self, request: OperatorRequest) -> OperatorReply:
-        """Carry out one operator request (see :mod:`tipd.operator`)."""
-        name = request.microscope
-        if request.op == "status":
-            mics = [self.mics[name]] if name in self.mics else []
-            if name is None:
-                mics = list(self.mics.values())
-            detail = "advisory: decides, sends nothing" if self.settings.advisory else "live"
-            if name is not None and not mics:
-                detail = f"{detail}; no frame from {name!r} yet"
-            return OperatorReply(
-                ok=True, detail=detail, gates={m.name: self.gate_status(m) for m in mics}
-            )
-        if name is None:
-            return OperatorReply(ok=False, detail=f"{request.op}: which microscope?")
-        allowed = self.settings.microscopes
-        if allowed and name not in allowed:
-            detail = f"unknown microscope {name!r}; configured: {allowed}"
-            return OperatorReply(ok=False, detail=detail)
-        mic = self.microscope(name)
-        if request.op == "hold":
-            mic.gate.hold(request.who)
-            detail = f"{name} on hold: every command but withdraw halted"
-        elif request.op == "release":
-            mic.gate.release()
-            detail = f"{name} released"
-        else:
-            fruitless = mic.gate.fruitless
-            mic.gate.reset_operator()
-            mic.policy.rungs.clear()  # the next action starts from the gentlest rung
-            detail = f"{name} reset: needs_operator cleared ({fruitless} in a row before)"
-        self.keep_gate(mic)
-        self.counters[f"operator_{request.op}"] += 1
-        self.journal.operator(name, request.op, request.who, detail)
-        log.warning("operator", op=request.op, who=request.who, microscope=name)
-        await self.events.publish(
-            OperatorEvent(microscope=name, op=request.op, who=request.who, detail=detail)
-        )
-        return OperatorReply(ok=True, detail=detail, gates={name: self.gate_status(mic)})
-
     # ---------------------------------------------------------------- frames
 
     async def error(
@@ -479,7 +319,7 @@ class Daemon:
         self.journal.frame(
             microscope, frame_id, None, "error", None, "rejected", detail=f"{what}: {detail}"
         )
-        mic = _event_microscope(microscope)
+        mic = event_microscope(microscope)
         await self.events.publish(
             ErrorEvent(microscope=mic, what=what, detail=detail[:4000], frame_id=frame_id)
         )
@@ -695,7 +535,7 @@ class Daemon:
                 frames=mic.unfamiliar,
                 familiarity=decision.familiarity,
             )
-            await self.events.publish(self.health(mic.name))
+            await self.events.publish(self.reports.event(mic.name))
 
     # ---------------------------------------------------------------- actions
 
@@ -738,7 +578,7 @@ class Daemon:
         self.keep_gate(mic)
         if mic.gate.needs_operator and not waiting:  # say it at once, not at the next tick
             log.warning("needs operator: no good frame after the last actions", microscope=mic.name)
-            await self.events.publish(self.health(mic.name))
+            await self.events.publish(self.reports.event(mic.name))
         self.counters["commands"] += 1
         self.journal.command(command.id, mic.name, frame_id, command.action, params, reason, "sent")
         await self.events.publish(ActionEvent(microscope=mic.name, command=command))
@@ -771,11 +611,6 @@ class Daemon:
             detail=reply.detail,
             tries=tries,
         )
-
-
-def _event_microscope(microscope: str) -> str:
-    """The events' name of a microscope: ``*`` for a message whose microscope is not known."""
-    return "*" if microscope == "?" else microscope
 
 
 def _decode(parts: list[bytes]) -> tuple[str, FrameHeader, np.ndarray] | ProtocolError:
