@@ -85,7 +85,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def fitted_tiny(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with familiarity statistics fitted on a few hundred frames."""
-    pytest.importorskip("onnx")
     from tipd.train.familiar import fit_model
 
     folder = tmp_path_factory.mktemp("fitted") / "tiny"

@@ -102,7 +102,7 @@ def _run(path: Path, x: np.ndarray) -> list[np.ndarray]:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out: list[np.ndarray] = session.run(["members", "voted", "votes"], {"x": x})
+    out: list[np.ndarray] = session.run(["members", "voted", "votes", "features"], {"x": x})
     return out
 
 
@@ -126,17 +126,19 @@ def test_the_fused_graph_computes_the_stacked_vote(
     fused = Fused(nets, [], np.full(3, 0.5), np.array([0.5, 0.5]), stack, mirror=mirror).eval()
     diff = export_graph(fused, tmp_path / "g.onnx", 128, x)
     assert diff < 1e-4
-    members, voted, votes = _run(tmp_path / "g.onnx", x)
+    members, voted, votes, features = _run(tmp_path / "g.onnx", x)
     with torch.no_grad():
         logits, h = (v.numpy() for v in fused.member_views(torch.from_numpy(x)))  # (N, M, K)
         if not mirror:  # one view: the logits are the nets' own
             own = np.stack([net(torch.from_numpy(x)).numpy() for net in nets], axis=1)
             np.testing.assert_allclose(logits, own, atol=1e-6)
+    # the graph's features: what the members' last layers read (both views' mean, mirrored)
+    np.testing.assert_allclose(features, h, atol=1e-4)
     want = stacked(stack, logits.transpose(1, 0, 2), h if hidden else None)
     np.testing.assert_allclose(voted, want, atol=1e-5)
     np.testing.assert_allclose(members, 1 / (1 + np.exp(-logits)), atol=1e-5)
     assert set(np.unique(votes)) <= {0.0, 0.5, 1.0}
-    _, voted_mirrored, _ = _run(tmp_path / "g.onnx", np.ascontiguousarray(x[..., ::-1]))
+    _, voted_mirrored, *_ = _run(tmp_path / "g.onnx", np.ascontiguousarray(x[..., ::-1]))
     if mirror:
         np.testing.assert_allclose(voted_mirrored, voted, atol=1e-5)
     else:

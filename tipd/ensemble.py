@@ -21,7 +21,7 @@ import numpy as np
 
 from tipd.familiarity import Familiarity
 from tipd.frames import Frame
-from tipd.models import Manifest, ModelError, load_manifest
+from tipd.models import OUTPUTS, Manifest, ModelError, load_manifest
 from tipd.preprocess import model_input
 from tipd.scanlines import NONE, TipChangeEvidence, tip_change_evidence
 from tipd.taxonomy import UNFAMILIAR
@@ -44,12 +44,12 @@ UNSURE = 0.5
 @dataclass
 class Output:
     """One run: ``members`` (N, M, K), ``voted`` (N, L), ``votes`` (N, L), all in [0, 1], and
-    the nets' hidden ``features`` (N, H) where the graph has them."""
+    the nets' hidden ``features`` (N, H)."""
 
     members: np.ndarray
     voted: np.ndarray
     votes: np.ndarray
-    features: np.ndarray | None = None
+    features: np.ndarray
 
 
 @dataclass
@@ -105,21 +105,19 @@ class Ensemble:
         self.provider: str = session.get_providers()[0]
         self.size = self.manifest.preprocessing.size
         self.channels = tuple(self.manifest.preprocessing.channels)
-        self.outputs = ["members", "voted", "votes"]
-        if "features" in {o.name for o in session.get_outputs()}:
-            self.outputs.append("features")
+        missing = set(OUTPUTS) - {o.name for o in session.get_outputs()}
+        if missing:
+            raise ModelError(
+                f"{path}: the graph lacks the outputs {sorted(missing)}; tipd runs graphs with "
+                f"{', '.join(OUTPUTS)}, as `tipd train` exports them"
+            )
         self.familiarity: Familiarity | None = None
         if self.manifest.familiarity is not None:
-            if "features" not in self.outputs:
-                raise ModelError(
-                    f"{path}: the manifest has familiarity statistics but the graph has no "
-                    f"'features' output; run `tipd familiarity --model {folder}` again"
-                )
             self.familiarity = Familiarity.load(folder / self.manifest.familiarity.file)
 
     def run(self, x: np.ndarray) -> Output:
         """Run on model inputs ``x`` of shape ``(N, C, S, S)`` (float32 in [-1, 1])."""
-        out = self.session.run(self.outputs, {"x": np.ascontiguousarray(x, dtype=np.float32)})
+        out = self.session.run(list(OUTPUTS), {"x": np.ascontiguousarray(x, dtype=np.float32)})
         return Output(*out)
 
     def warm_up(self) -> None:
@@ -138,7 +136,7 @@ class Ensemble:
         out = self.run(x)
         known: list[float | None] = [None] * len(frames)
         threshold = 0.0
-        if self.familiarity is not None and out.features is not None:
+        if self.familiarity is not None:
             pixel_nm: list[float | None] = [f.scan_size_nm[0] / self.size for f in frames]
             known = [float(v) for v in self.familiarity.score(out.features, pixel_nm)]
             threshold = self.familiarity.threshold

@@ -5,8 +5,8 @@ A model folder (``models/<name>/``) holds::
     manifest.json     this module's :class:`Manifest`
     ensemble.onnx     the fused graph: input ``x`` (N, 1, S, S) float32 in [-1, 1];
                       outputs ``members`` (N, M, K), ``voted`` (N, L), ``votes`` (N, L)
-                      and, where fitted, ``features`` (N, H): the hidden features of every
-                      net, as its last linear layer reads them
+                      and ``features`` (N, H): the hidden features of every member,
+                      then every extra net, as its last linear layer reads them
     members/*.onnx    each member alone (for inspection and re-use)
     familiarity.npz   where fitted: the statistics of :mod:`tipd.familiarity`
 
@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tipd.errors import UserError
 
 MANIFEST = "manifest.json"
+#: the fused graph's outputs, in order
+OUTPUTS = ("members", "voted", "votes", "features")
 FORMAT = "tipd-model/1"
 
 

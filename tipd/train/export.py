@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tipd.models import FORMAT, MANIFEST, Manifest, sha256_file
+from tipd.models import FORMAT, MANIFEST, OUTPUTS, Manifest, sha256_file
 from tipd.train.fit import Fitted
 from tipd.train.nets import split_head
 from tipd.train.stack import CAP, Stack
@@ -88,7 +88,12 @@ class Fused(nn.Module):
         views = [self._views(m, x) for m in self.members]
         return torch.stack([z for _, z in views], dim=1), torch.cat([h for h, _ in views], dim=1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``members`` (N, M, K), ``voted`` (N, L), ``votes`` (N, L) and ``features``
+        (N, H): what the last layer of every member, then of every extra net, reads
+        (:mod:`tipd.familiarity` measures frames by them)."""
         logits, hidden = self.member_views(x)
         member = torch.sigmoid(logits)  # (N, M, K)
         k = member.shape[2]
@@ -102,11 +107,14 @@ class Fused(nn.Module):
         else:
             voted = (member * weights).sum(dim=1)
         votes = ((member >= thresholds[:k]).float() * weights).sum(dim=1)
+        features = hidden
         if len(self.extras):
-            extra = torch.cat([torch.sigmoid(self._views(e, x)[1]) for e in self.extras], dim=1)
+            views = [self._views(e, x) for e in self.extras]
+            extra = torch.cat([torch.sigmoid(z) for _, z in views], dim=1)
             voted = torch.cat([voted, extra], dim=1)
             votes = torch.cat([votes, (extra >= thresholds[k:]).float()], dim=1)
-        return member, voted, votes
+            features = torch.cat([hidden, *(h for h, _ in views)], dim=1)
+        return member, voted, votes, features
 
 
 def export_onnx(model: nn.Module, path: Path, size: int, outputs: list[str], channels: int) -> None:
@@ -142,7 +150,7 @@ def export_graph(fused: Fused, path: Path, size: int, check_x: np.ndarray) -> fl
     """Export ``fused`` (in eval mode) to ``path`` and return the largest difference between
     ONNX Runtime and torch on ``check_x`` ``(N, C, S, S)``; ``RuntimeError`` above 1e-4."""
     fused = fused.eval()
-    export_onnx(fused, path, size, ["members", "voted", "votes"], check_x.shape[1])
+    export_onnx(fused, path, size, list(OUTPUTS), check_x.shape[1])
     diff = onnx_matches_torch(fused, path, check_x)
     if diff > 1e-4:
         raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (> 1e-4)")

@@ -60,7 +60,7 @@ def confidences(
     """``fused``'s voted ``(N, L)`` and member ``(N, M, K)`` confidences on inputs ``x``."""
 
     def run(xb: torch.Tensor) -> list[torch.Tensor]:
-        members, voted, _ = fused(xb)
+        members, voted, *_ = fused(xb)
         return [voted, members]
 
     voted, members = _batched(run, fused, x, device)

@@ -178,7 +178,7 @@ def revote(
             "graph": manifest.graph.model_copy(update={"sha256": sha256_file(graph)}),
             "training": training,
             "metrics": metrics,
-            "familiarity": None,  # the graph was exported again without its features output
+            "familiarity": None,  # fitted again below, on the graph as exported again
         }
     )
     (target / MANIFEST).write_text(json.dumps(updated.model_dump(), indent=2) + "\n")
