@@ -138,6 +138,9 @@ frames = "{frames_ep}"
 control = "{control_ep}"
 events = "{events_ep}"
 operator = "tcp://127.0.0.1:{_port()}"
+preview = "tcp://127.0.0.1:{_port()}"
+[archive]
+folder = "{tmp / "archive"}"
 """)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tipd.cli", "run", "--config", str(tmp / "tipd.toml")],

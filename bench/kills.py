@@ -59,11 +59,14 @@ def main() -> None:
 journal = "{tmp / "journal.sqlite"}"
 advisory = false
 microscopes = ["stm1"]
+[archive]
+folder = "{tmp / "archive"}"
 [endpoints]
 frames = "{frames}"
 control = "{control}"
 events = "{events}"
 operator = "{operator}"
+preview = "tcp://127.0.0.1:{_port()}"
 [safety]
 forbidden_radius_nm = {LIMITS["forbidden_radius_nm"]}
 max_fruitless = {LIMITS["max_fruitless"]}

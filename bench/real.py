@@ -91,11 +91,12 @@ def free_port() -> int:
 def stream_to_daemon(model: str, frames: list[Frame], repeat: int) -> dict[str, list[str]]:
     """Run ``tipd run --advisory --model MODEL``, publish each frame ``repeat`` times (waiting
     for each decision), and return per microscope the actions it decided."""
-    ports = {k: free_port() for k in ("frames", "control", "events", "operator")}
+    ports = {k: free_port() for k in ("frames", "control", "events", "operator", "preview")}
     with tempfile.TemporaryDirectory() as tmp:
         journal = Path(tmp) / "journal.sqlite"
         env = {
             **os.environ,
+            "TIPD_ARCHIVE__FOLDER": str(Path(tmp) / "archive"),  # not the user's archive
             **{f"TIPD_ENDPOINTS__{k.upper()}": f"tcp://127.0.0.1:{p}" for k, p in ports.items()},
         }
         cmd = [
