@@ -96,6 +96,17 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return server.run()
 
 
+def _add_frame_source_args(p: argparse.ArgumentParser, microscope: str) -> None:
+    """``--frames``, ``--microscope`` and ``--surface`` of a command that publishes frames."""
+    from tipd.sim.server import DEFAULT_FRAMES_ENDPOINT
+
+    p.add_argument(
+        "--frames", default=DEFAULT_FRAMES_ENDPOINT, help="tipd's frame endpoint, to connect to"
+    )
+    p.add_argument("--microscope", default=microscope, help="microscope id the frames carry")
+    p.add_argument("--surface", help="surface the frames name (default: none, generic model)")
+
+
 def _add_curve_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("CURVE (required when an endpoint binds beyond loopback)")
     g.add_argument("--curve-secret", type=Path, help="our key pair (.key_secret from tipd keys)")
@@ -646,9 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=_positive(float), default=10.0, help="seconds per Nanonis call"
     )
-    p.add_argument("--microscope", default="stm1", help="microscope id the frames carry")
-    p.add_argument("--surface", help="surface the frames name (default: none, generic model)")
-    p.add_argument("--frames", default=DEFAULT_FRAMES_ENDPOINT, help="tipd frame endpoint")
+    _add_frame_source_args(p, "stm1")
     p.add_argument("--control", default=DEFAULT_CONTROL_ENDPOINT, help="command endpoint to bind")
     p.add_argument("--channel", type=int, help="scan-buffer index of Z (default: found by name)")
     p.add_argument(
@@ -970,11 +979,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "replay", help="publish a folder of real scans as frames")
     p.add_argument("folder", type=Path, help="folder of scan files (searched recursively)")
-    p.add_argument(
-        "--frames", default="tcp://127.0.0.1:5550", help="tipd's frame endpoint, to connect to"
-    )
-    p.add_argument("--microscope", default="replay", help="microscope id the frames carry")
-    p.add_argument("--surface", help="surface the frames name (default: none, generic model)")
+    _add_frame_source_args(p, "replay")
     p.add_argument("--rate", type=_positive(float), default=1.0, help="whole frames per second")
     p.add_argument(
         "--line-time", type=_positive(float), help="publish line by line, seconds per line"
@@ -992,11 +997,7 @@ def build_parser() -> argparse.ArgumentParser:
         "its file is complete",
     )
     p.add_argument("folder", type=Path, help="folder the scans are saved in (and its sub-folders)")
-    p.add_argument(
-        "--frames", default="tcp://127.0.0.1:5550", help="tipd's frame endpoint, to connect to"
-    )
-    p.add_argument("--microscope", default="stm1", help="microscope id the frames carry")
-    p.add_argument("--surface", help="surface the frames name (default: none, generic model)")
+    _add_frame_source_args(p, "stm1")
     p.add_argument(
         "--settle",
         type=_positive(float),
