@@ -88,9 +88,7 @@ def test_the_daemon_archives_each_frame_and_the_journal_points_to_it(
 ) -> None:
     d = start(tmp_path, model_dir(tiny_model, tmp_path / "models"), tipd_exe)
     try:
-        for k in range(3):
-            d.send(encode_frame(frame(frame_id=f"a{k}").header(), GOOD.data))
-            d.events_until("state.stm1", 10.0)
+        d.decide(f"a{k}" for k in range(3))
         # the archive folder's microscope sub-folder becomes a file: every write now fails
         (tmp_path / "archive" / "stm1").rename(tmp_path / "moved")
         (tmp_path / "archive" / "stm1").write_text("in the way")

@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,15 @@ class Daemon:
                 if topic.startswith(want):
                     return got
         raise AssertionError(f"no {want!r} event in {seconds} s; got {[t for t, _ in got]}")
+
+    def decide(self, frame_ids: Iterable[str]) -> list[tuple[str, dict[str, object]]]:
+        """Send stm1 a whole frame (``GOOD``'s heights) under each id, waiting for each one's
+        state event; the events received meanwhile."""
+        got = []
+        for frame_id in frame_ids:
+            self.send(encode_frame(frame(frame_id=frame_id).header(), GOOD.data))
+            got += self.events_until("state.stm1", 10.0)
+        return got
 
 
 def frame(
@@ -312,9 +321,7 @@ def test_controller_down_does_not_stall_frames(
     )  # nobody listens there
     try:
         stream: list[tuple[str, dict[str, object]]] = []
-        for k in range(6):
-            d.send(encode_frame(frame(frame_id=f"g{k}").header(), GOOD.data))
-            stream += d.events_until("state.stm1", 10.0)
+        stream += d.decide(f"g{k}" for k in range(6))
         end = time.monotonic() + 15
         while time.monotonic() < end and not any(_failed(b) for _, b in stream):
             stream += d.events_until("action.stm1", 15.0)

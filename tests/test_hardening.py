@@ -236,9 +236,7 @@ def test_a_reload_with_tighter_limits_applies_to_a_microscope_already_known(
         d.proc.send_signal(signal.SIGHUP)
         time.sleep(1.0)  # the reload happens between messages
         t_reload = time.time()
-        for k in range(4):
-            d.send(encode_frame(frame(frame_id=f"b{k}").header(), GOOD.data))
-            d.events_until("state.stm1", 10.0)
+        d.decide(f"b{k}" for k in range(4))
         time.sleep(0.5)
     finally:
         out = stop(d)
@@ -302,8 +300,7 @@ def test_the_safety_state_survives_a_restart(
     d = start(tmp_path, models, tipd_exe, extra=active, control=control)
     try:
         for k in range(12):
-            d.send(encode_frame(frame(frame_id=f"a{k}").header(), GOOD.data))
-            d.events_until("state.stm1", 10.0)
+            d.decide([f"a{k}"])
             time.sleep(0.2)
             kept = _gate_row(d.journal)
             if kept and kept["needs_operator"]:
@@ -314,9 +311,7 @@ def test_the_safety_state_survives_a_restart(
     t_restart = time.time()
     d = start(tmp_path, models, tipd_exe, extra=active, control=control)
     try:
-        for k in range(4):
-            d.send(encode_frame(frame(frame_id=f"b{k}").header(), GOOD.data))
-            d.events_until("state.stm1", 10.0)
+        d.decide(f"b{k}" for k in range(4))
         time.sleep(0.3)
     finally:
         out = stop(d)

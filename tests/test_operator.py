@@ -33,8 +33,7 @@ def status(tipd_exe: list[str], tmp_path: Path) -> dict[str, object]:
 def frames_until(d: Daemon, tipd_exe: list[str], tmp_path: Path, key: str) -> dict[str, object]:
     """Send frames (each acts) until the gate's status says ``key``."""
     for k in range(12):
-        d.send(encode_frame(frame(frame_id=f"x{time.monotonic_ns()}{k}").header(), GOOD.data))
-        d.events_until("state.stm1", 10.0)
+        d.decide([f"x{time.monotonic_ns()}{k}"])
         time.sleep(0.2)
         now = status(tipd_exe, tmp_path)
         if now[key]:
@@ -71,9 +70,7 @@ def test_an_operator_resets_holds_and_releases_a_running_daemon(
         hold = operator(tipd_exe, tmp_path, "hold", "stm1", "--who", "ada")
         assert hold.returncode == 0 and "on hold" in hold.stdout
         t_hold = time.time()
-        for k in range(3):
-            d.send(encode_frame(frame(frame_id=f"held{k}").header(), GOOD.data))
-            d.events_until("state.stm1", 10.0)
+        d.decide(f"held{k}" for k in range(3))
         time.sleep(0.3)
         held = commands_since(d, t_hold)
         assert held and all(c["status"] == "refused" for c in held)
@@ -123,9 +120,7 @@ def test_a_stop_file_in_the_config_halts_commands_while_it_exists(
     try:
         stop_file.touch()
         t_stop = time.time()
-        for k in range(3):
-            d.send(encode_frame(frame(frame_id=f"s{k}").header(), GOOD.data))
-            d.events_until("state.stm1", 10.0)
+        d.decide(f"s{k}" for k in range(3))
         time.sleep(0.3)
         stopped = commands_since(d, t_stop)
         gate = status(tipd_exe, tmp_path)
