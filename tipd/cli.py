@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -544,12 +545,14 @@ def _judge(model: str) -> Callable[[Path], dict[str, Any]]:
     from tipd.models import find
     from tipd.readers import read_any
 
-    ensemble = Ensemble(find(model))
+    @functools.cache
+    def ensemble() -> Ensemble:  # loaded on the first scan without a verdict, if any
+        return Ensemble(find(model))
 
     def judge(path: Path) -> dict[str, Any]:
-        decision = ensemble.classify([read_any(path)])[0]
+        decision = ensemble().classify([read_any(path)])[0]
         return {
-            "model": ensemble.manifest.name,
+            "model": ensemble().manifest.name,
             "state": decision.state,
             "confidence": decision.confidence,
             "familiarity": decision.familiarity,

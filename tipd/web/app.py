@@ -102,13 +102,11 @@ class State:
         try:
             while True:
                 parts = await sub.recv_multipart()
-                messages = self.hub.apply(parts)
+                messages, event = self.hub.apply(parts)
                 self.broadcast(messages)
-                kind = bytes(parts[0]).split(b".", 1)[0].decode("ascii", "replace")
-                if messages and kind in EVENT_KINDS:  # a valid event: count it, alert on it
-                    body = _body(parts)
-                    self.metrics.observe(kind, body)
-                    for text in self.alerts.on_event(kind, body):
+                if event is not None:  # count it, alert on it
+                    self.metrics.observe(event.kind, event.body)
+                    for text in self.alerts.on_event(event.kind, event.body):
                         await self.notify(text)
         finally:
             sub.close()
@@ -122,12 +120,6 @@ class State:
         except OSError as exc:
             self.webhook_failures += 1
             log.error("webhook failed", url=self.config.webhook, error=str(exc))
-
-
-def _body(parts: list[bytes]) -> dict[str, Any]:
-    """An event message's JSON body."""
-    body: dict[str, Any] = json.loads(bytes(parts[1]))
-    return body
 
 
 def _page(name: str) -> str:

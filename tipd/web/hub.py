@@ -35,6 +35,14 @@ MAX_COLS = 512
 TIMELINE = 300
 
 
+@dataclass(frozen=True)
+class Event:
+    """One event as received: its kind (``state``, ``action``, …) and its JSON fields."""
+
+    kind: str
+    body: dict[str, Any]
+
+
 @dataclass
 class LiveImage:
     """The frame being scanned on one microscope, as 8-bit rows on one height scale."""
@@ -95,19 +103,20 @@ class Hub:
     timeline: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=TIMELINE))
     undecodable: int = 0
 
-    def apply(self, parts: list[bytes]) -> list[dict[str, Any]]:
-        """Take one message of the events socket; the messages for the browsers."""
+    def apply(self, parts: list[bytes]) -> tuple[list[dict[str, Any]], Event | None]:
+        """Take one message of the events or preview socket: the messages for the browsers,
+        and the event it held (None: a frame, a chunk of lines, or nothing valid)."""
         topic = bytes(parts[0]).decode("ascii", "replace")
         kind = topic.split(".", 1)[0]
         try:
             if kind in ("frame", "lines"):
                 _, header, data = decode_frame(parts)
-                return self._lines(header, data, whole=kind == "frame")
+                return self._lines(header, data, whole=kind == "frame"), None
             event = decode_event(parts)
         except ProtocolError:
             self.undecodable += 1
-            return []
-        return self._event(topic, kind, event)
+            return [], None
+        return self._event(topic, kind, event), Event(kind, event.model_dump(mode="json"))
 
     def _event(self, topic: str, kind: str, event: _Event) -> list[dict[str, Any]]:
         body = event.model_dump(mode="json")
