@@ -100,7 +100,6 @@ class Daemon:
             "security.secret_key and security.allowed_keys",
         )
         self.journal = Journal(settings.journal)
-        self.archive_error = ""  #: the last archive write that failed, not yet reported
         self.archive = self._open_archive(settings)
         self.stopping = asyncio.Event()
         self.reload_requested = False
@@ -126,9 +125,9 @@ class Daemon:
             )
             return None
 
-    def _archive(self, frame: Frame, decision: Decision, model: str) -> str | None:
-        """Keep a whole ``frame`` with its verdict; its path, or None (off, or the write
-        failed: logged and counted, and the daemon goes on)."""
+    async def _archive(self, mic: str, frame: Frame, decision: Decision, model: str) -> str | None:
+        """Keep a whole ``frame`` of ``mic`` with its verdict; its path, or None (off, or the
+        write failed: reported as an ``archive`` error and counted, and the daemon goes on)."""
         if self.archive is None:
             return None
         verdict = {
@@ -144,7 +143,8 @@ class Daemon:
             path = self.archive.keep(frame, verdict)
         except OSError as exc:
             self.counters["archive_failures"] += 1
-            self.archive_error = f"{frame.frame_id}: {exc}"
+            detail = f"frame not archived: {frame.frame_id}: {exc}"
+            await self.error(mic, "archive", detail, frame.frame_id)
             return None
         self.counters["archived"] += 1
         return str(path)
@@ -455,10 +455,9 @@ class Daemon:
         latency = (time.perf_counter() - t0) * 1e3
         self.counters["decisions"] += 1
         lines = decision.lines
-        archived = self._archive(frame, decision, ens.manifest.name) if kind == "frame" else None
-        if self.archive_error:
-            detail, self.archive_error = self.archive_error, ""
-            await self.error(mic.name, "archive", f"frame not archived: {detail}", frame.frame_id)
+        archived = None
+        if kind == "frame":
+            archived = await self._archive(mic.name, frame, decision, ens.manifest.name)
         self.journal.frame(
             mic.name,
             header.frame_id,
