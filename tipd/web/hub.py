@@ -28,6 +28,7 @@ from tipd.protocol import (
     decode_event,
     decode_frame,
 )
+from tipd.web.metrics import action_outcome
 
 #: the live image is at most this many columns wide (every k-th column kept)
 MAX_COLS = 512
@@ -188,9 +189,7 @@ def _alarming(kind: str, body: dict[str, Any]) -> bool:
     if kind in ("error", "operator"):
         return True
     if kind == "action":
-        reply = body.get("reply") or {}
-        advisory = str(reply.get("detail", "")).startswith("advisory mode")
-        return bool(reply) and reply.get("status") != "done" and not advisory
+        return action_outcome(body) not in ("sent", "done", "advisory")
     if kind == "health":
         return bool(body.get("blind") or body.get("needs_operator") or body.get("stopped"))
     return False
