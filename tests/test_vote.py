@@ -53,6 +53,6 @@ def test_the_fused_graph_refuses_weights_that_are_not_a_share() -> None:
         Fused(nets, [], np.full(2, 0.5), np.array([1.0]))
     fused = Fused(nets, [], np.full(2, 0.5), np.array([0.25, 0.75])).eval()
     x = torch.randn(5, 2)
-    member, voted, votes = fused(x)
+    member, voted, votes, _ = fused(x)
     want = 0.25 * member[:, 0] + 0.75 * member[:, 1]
     assert torch.allclose(voted, want) and set(votes.unique().tolist()) <= {0.0, 0.25, 0.75, 1.0}
