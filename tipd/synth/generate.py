@@ -48,7 +48,10 @@ SURFACE_IDS = {"hsi100": 1, "au111": 2, "cu111": 3, "generic": 4}
 #: built again on). ``tests/test_synth.py`` pins a few frames per version and fails when they
 #: change under an unchanged version. 1: a model whose manifest records no version.
 #: generic 2: its rows surfaces show their rows (:meth:`tipd.synth.surfaces.Lattice.rows`).
-GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 2}
+#: generic 3: half its frames are 25–500 nm survey scans (:mod:`tipd.synth.mesoscale`).
+GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 3}
+#: share of generic frames drawn at 25–500 nm rather than at the atomic scale
+MESOSCALE_SHARE = 0.5
 METAL_SCAN_NM = 30.0  #: Au/Cu frames as in the paper: 30 nm at 150 px (here at ``pixels``)
 HSI_SCAN_NM = (4.0, 20.0)  #: H:Si scan sizes, log-uniform; rows need < 0.38 nm per pixel
 
@@ -491,9 +494,15 @@ def _generate_generic(
     seed: int,
     index: int,
 ) -> Labelled:
-    """A random surface (see :mod:`tipd.synth.generic`) imaged in a surface-agnostic state."""
+    """A random surface imaged in a surface-agnostic state: at the atomic scale (see
+    :mod:`tipd.synth.generic`) or, for :data:`MESOSCALE_SHARE` of the frames, at 25–500 nm
+    (:mod:`tipd.synth.mesoscale`). Which of the two is drawn from a stream of its own, so the
+    atomic frames are those of generator version 2 at the same seed and index."""
     from tipd.synth import generic
 
+    scale_rng = np.random.default_rng([seed & 0xFFFFFFFF, SURFACE_IDS["generic"], index, 11])
+    if scale_rng.random() < MESOSCALE_SHARE:
+        return _generate_mesoscale(tax, rng, primary, pixels, seed, index)
     params, a, densities, desc = generic.random_surface(rng)
     size = float(np.clip(pixels * a / rng.uniform(4, 10), 3.0, 80.0))
     grid, geo = _grid(rng, size, pixels)
@@ -518,4 +527,35 @@ def _generate_generic(
     on = generic.truth(tips, a, changed, corruption is not None)
     labels = np.array([1 if n in on else 0 for n in tax.labels], dtype=np.uint8)
     meta = {"seed": seed, "index": index, **desc, **geo, **tip_params}
+    return _finish(tax, z, grid, rng, corruption, labels, primary, meta)
+
+
+def _generate_mesoscale(
+    tax: Taxonomy, rng: np.random.Generator, primary: str, pixels: int, seed: int, index: int
+) -> Labelled:
+    """A 25–500 nm frame of terraces, islands, grains or rough ground (see
+    :mod:`tipd.synth.mesoscale`) imaged in a surface-agnostic state."""
+    from tipd.synth import generic, mesoscale
+
+    lo, hi = mesoscale.SCAN_NM
+    size = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    pixel = size / pixels
+    grid, geo = _grid(rng, size, pixels)
+    margin = 0.12 * size + mesoscale.GHOST_MAX_PX * pixel + 8 * pixel
+    sample, desc = mesoscale.make_sample(rng, grid.centre_nm, size, pixels, margin)
+    change_to = str(rng.choice(["sharp", "blunt", "double"]))
+    z, tips, changed, tip_params = _render(
+        sample,
+        grid,
+        rng,
+        lambda strong: mesoscale.tip_for_class(rng, primary, pixel),
+        (lambda strong: mesoscale.meso_tip(rng, change_to, pixel))
+        if primary == "tip_change"
+        else None,
+        need_ghost=primary == "double_tip",
+    )
+    corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
+    on = generic.truth(tips, mesoscale.A_PIXELS * pixel, changed, corruption is not None)
+    labels = np.array([1 if n in on else 0 for n in tax.labels], dtype=np.uint8)
+    meta = {"seed": seed, "index": index, "scale": "meso", **desc, **geo, **tip_params}
     return _finish(tax, z, grid, rng, corruption, labels, primary, meta)

@@ -1,0 +1,316 @@
+"""Frames of 25–500 nm, where the lattice is not resolved: terraces and step bunches, islands
+and vacancy islands of random shape, granular films, rough amorphous ground, and adsorbates.
+
+This is the half of the generic model's training frames that looks like most real survey
+scans (``docs/synthetic-frames.md``). Here a tip shows itself by how it draws edges and small
+things, not atoms: a sharp tip draws a step edge within a pixel and adsorbates as dots, a blunt
+one smears both over several pixels, a double tip draws every edge and dot twice, a few pixels
+to tens of pixels apart.
+
+The surface is a height map (nm) on a regular grid of half a frame pixel that covers the frame
+with a margin for drift and ghost apexes, built by the pure functions below from white noise
+(``rng``), plus adsorbates as point features. :class:`MesoSample` renders it through one apex
+as :class:`tipd.synth.surfaces.Sample` does (same signature), so
+:func:`tipd.synth.imaging.image` combines apexes, and tip changes and visibility checks work on
+it unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from scipy import fft, ndimage
+from scipy.spatial import cKDTree
+
+from tipd.synth.geometry import ScanGrid
+from tipd.synth.surfaces import (
+    FeatureKind,
+    Features,
+    Sample,
+    Steps,
+    SurfaceParams,
+    _splat,
+)
+from tipd.synth.tip import Apex, Tip
+
+#: scan widths of mesoscale frames (nm), drawn log-uniform
+SCAN_NM = (25.0, 500.0)
+#: the surfaces drawn and how often
+KINDS = ("terraces", "islands", "grains", "rough")
+KIND_P = (0.35, 0.35, 0.15, 0.15)
+#: frame pixels per lattice-spacing-like length ``a`` of :func:`tipd.synth.generic.truth`: a
+#: tip is blunt from 0.35 a = 0.7 px of σ (sharp tips stay below 0.4 px, blunt ones above 1)
+A_PIXELS = 2.0
+
+
+# --------------------------------------------------------------------------- random fields
+
+
+def gaussian_field(shape: tuple[int, int], rng: np.random.Generator, corr_px: float) -> np.ndarray:
+    """White noise smoothed by a Gaussian of σ ``corr_px`` (pixels), scaled to zero mean and unit
+    standard deviation; shape ``shape``. Periodic (filtered in Fourier space)."""
+    noise = rng.standard_normal(shape)
+    fy = fft.fftfreq(shape[0])[:, None]
+    fx = fft.rfftfreq(shape[1])[None, :]
+    spectrum = fft.rfft2(noise) * np.exp(-2 * math.pi**2 * corr_px**2 * (fx**2 + fy**2))
+    out: np.ndarray = fft.irfft2(spectrum, shape)
+    out -= out.mean()
+    scaled: np.ndarray = out / (out.std() + 1e-12)
+    return scaled
+
+
+def power_law_field(shape: tuple[int, int], rng: np.random.Generator, beta: float) -> np.ndarray:
+    """A self-affine random surface: power spectrum ∝ f^-``beta`` (2 < beta < 4 for real rough
+    films), zero mean and unit standard deviation; shape ``shape``."""
+    noise = rng.standard_normal(shape)
+    fy = fft.fftfreq(shape[0])[:, None]
+    fx = fft.rfftfreq(shape[1])[None, :]
+    f = np.hypot(fx, fy)
+    f[0, 0] = np.inf
+    out: np.ndarray = fft.irfft2(fft.rfft2(noise) * f ** (-beta / 2), shape)
+    out -= out.mean()
+    scaled: np.ndarray = out / (out.std() + 1e-12)
+    return scaled
+
+
+# --------------------------------------------------------------------------- surfaces
+
+
+def terraces(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, width_nm: float, pixel_nm: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A vicinal surface: parallel steps of one height, at irregular spacings (bunched now and
+    then), with edges that meander on the scale of the frame and fray on the scale of a pixel.
+    ``x, y``: world coordinates (nm), shape ``(n, m)`` on a regular grid. Returns heights (nm)
+    and the parameters drawn."""
+    q = float(x[0, 1] - x[0, 0])
+    angle = float(rng.uniform(0, 2 * math.pi))
+    mean_nm = width_nm * float(math.exp(rng.uniform(math.log(0.08), math.log(1.5))))
+    extent = float(np.ptp(x) + np.ptp(y))
+    widths = mean_nm * rng.lognormal(0.0, 0.6, int(extent / mean_nm) * 3 + 4)
+    bunched = rng.random() < 0.3
+    if bunched:  # some terraces shrink to a few nm: steps run together in bunches
+        narrow = rng.random(len(widths)) < 0.5
+        widths[narrow] = rng.uniform(1.0, 3.0, int(narrow.sum())) * pixel_nm
+    edges = np.cumsum(widths)
+    edges -= edges[len(edges) // 2] + float(rng.uniform(0, mean_nm))
+    meander = float(rng.uniform(0.0, 0.4)) * mean_nm
+    fray = float(rng.uniform(0.0, 1.5)) * pixel_nm
+    s = x * math.cos(angle) + y * math.sin(angle)
+    s = s + meander * gaussian_field(x.shape, rng, float(rng.uniform(0.1, 0.4)) * width_nm / q)
+    s = s + fray * gaussian_field(x.shape, rng, float(rng.uniform(0.5, 1.5)) * pixel_nm / q)
+    height = float(rng.uniform(0.1, 0.4)) * float(rng.choice([-1.0, 1.0]))
+    z = height * np.searchsorted(edges, s).astype(np.float64)
+    return z, {"terrace_nm": mean_nm, "step_nm": height, "bunched": bunched, "angle": angle}
+
+
+def islands(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, width_nm: float, pixel_nm: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Monolayer islands (or vacancy islands) of random shape covering 5–60 % of a terrace,
+    with compact or fractal edges, and now and then a second layer on top. Arguments as
+    :func:`terraces`."""
+    q = float(x[0, 1] - x[0, 0])
+    size_nm = width_nm * float(math.exp(rng.uniform(math.log(0.02), math.log(0.15))))
+    field = gaussian_field(x.shape, rng, max(size_nm, 2 * pixel_nm) / q)
+    ragged = float(rng.uniform(0.0, 0.6))  # fractal, dendritic edges
+    field += ragged * gaussian_field(x.shape, rng, max(size_nm / 4, pixel_nm) / q)
+    cover = float(rng.uniform(0.05, 0.6))
+    level = float(np.quantile(field, 1 - cover))
+    height = float(rng.uniform(0.1, 0.4))
+    vacancies = rng.random() < 0.3
+    z = height * (field > level)
+    layers = 1
+    if rng.random() < 0.3:
+        z += height * (field > float(np.quantile(field, 1 - cover * rng.uniform(0.1, 0.4))))
+        layers = 2
+    if vacancies:
+        z = -z
+    return z, {
+        "island_nm": size_nm,
+        "cover": cover,
+        "step_nm": height,
+        "layers": layers,
+        "vacancies": vacancies,
+    }
+
+
+def grains(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, width_nm: float, pixel_nm: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A granular film: Voronoi grains, each a dome of its own height, grain size 3–15 % of the
+    frame. Arguments as :func:`terraces`."""
+    size_nm = width_nm * float(math.exp(rng.uniform(math.log(0.03), math.log(0.15))))
+    x0, y0 = float(x.min()), float(y.min())
+    span = (float(np.ptp(x)), float(np.ptp(y)))
+    n = int(span[0] * span[1] / size_nm**2) + 1
+    seeds = np.column_stack([x0 + rng.uniform(0, span[0], n), y0 + rng.uniform(0, span[1], n)])
+    dist, owner = cKDTree(seeds).query(np.column_stack([x.ravel(), y.ravel()]))
+    relief = width_nm * float(rng.uniform(0.002, 0.01))  # grain heights, nm
+    tops = relief * rng.uniform(0, 1, n)
+    dome = relief * float(rng.uniform(0.2, 1.0))
+    z = tops[owner] - dome * (dist / size_nm) ** 2
+    return z.reshape(x.shape), {"grain_nm": size_nm, "relief_nm": relief}
+
+
+def rough(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, width_nm: float, pixel_nm: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Amorphous or rough ground: a self-affine field of rms 0.03–0.6 % of the frame width.
+    Arguments as :func:`terraces`."""
+    beta = float(rng.uniform(2.0, 3.8))
+    rms = width_nm * float(math.exp(rng.uniform(math.log(0.0003), math.log(0.006))))
+    return rms * power_law_field(x.shape, rng, beta), {"beta": beta, "rms_nm": rms}
+
+
+SURFACES = {"terraces": terraces, "islands": islands, "grains": grains, "rough": rough}
+
+
+# --------------------------------------------------------------------------- the sample
+
+
+class MesoSample(Sample):
+    """A sample given as a height map (nm) on a regular world grid plus point features.
+
+    ``z_nm`` has shape ``(n, m)``; pixel ``(i, j)`` lies at ``origin_nm + (j, i) * step_nm``
+    (x along columns). Features (adsorbates) come from ``kinds`` at their densities, as on any
+    :class:`~tipd.synth.surfaces.Sample`."""
+
+    def __init__(
+        self,
+        z_nm: np.ndarray,
+        origin_nm: tuple[float, float],
+        step_nm: float,
+        seed: int,
+        kinds: tuple[FeatureKind, ...],
+        tile_nm: float,
+    ) -> None:
+        flat = SurfaceParams(
+            surface="generic",
+            lattice_angle=0.0,
+            steps=Steps(0.0, math.inf, 0.0, 0.0),
+            herringbone=0.0,
+            waves=0.0,
+        )
+        super().__init__(flat, seed, tile_nm=tile_nm, kinds=kinds)
+        self.z_nm = z_nm
+        self.origin_nm = origin_nm
+        self.step_nm = step_nm
+        self._blurred: dict[float, np.ndarray] = {}
+
+    def blurred(self, sigma_nm: float) -> np.ndarray:
+        """The height map seen through a Gaussian apex of σ ``sigma_nm`` (cached)."""
+        key = round(sigma_nm / self.step_nm, 3)
+        out = self._blurred.get(key)
+        if out is None:
+            out = ndimage.gaussian_filter(self.z_nm, key, mode="nearest") if key > 0 else self.z_nm
+            self._blurred[key] = out
+        return out
+
+    def render(
+        self,
+        grid: ScanGrid,
+        blur_nm: float,
+        offset_nm: tuple[float, float] = (0.0, 0.0),
+        features: Features | None = None,
+    ) -> np.ndarray:
+        """Heights (nm), shape ``(rows, cols)``, seen through one Gaussian apex of σ ``blur_nm``
+        displaced by ``offset_nm``; each pixel also averages over itself (σ 0.35 pixel), as a
+        scan read out at a coarser raster would."""
+        pixel = grid.pixel_nm[0]
+        sigma = math.hypot(blur_nm, 0.35 * pixel)
+        x, y = grid.sample_xy(offset_nm)
+        cols = (x - self.origin_nm[0]) / self.step_nm
+        rows = (y - self.origin_nm[1]) / self.step_nm
+        height: np.ndarray = ndimage.map_coordinates(
+            self.blurred(sigma), [rows, cols], order=1, mode="nearest"
+        )
+        if features is None:
+            features = self.features_near(grid)
+        if len(features):
+            height += _splat(grid, features, blur_nm, offset_nm)
+        return height
+
+
+def adsorbate_kinds(pixel_nm: float) -> tuple[FeatureKind, ...]:
+    """Adsorbates and clusters at a frame pixel of ``pixel_nm``: single ones 0.5–2.5 px wide
+    (never below 0.3 nm), clusters of 3–10 within a few pixels."""
+    w = (max(0.3, 0.5 * pixel_nm), max(0.6, 2.5 * pixel_nm))
+    return (
+        FeatureKind("adsorbate", 0.0, (0.1, 1.0), w),
+        FeatureKind("cluster", 0.0, (0.2, 1.5), w, (3, 10), 4 * pixel_nm),
+    )
+
+
+def make_sample(
+    rng: np.random.Generator,
+    centre_nm: tuple[float, float],
+    width_nm: float,
+    pixels: int,
+    margin_nm: float,
+) -> tuple[MesoSample, dict[str, Any]]:
+    """A random mesoscale sample around ``centre_nm`` for a frame ``width_nm`` wide at
+    ``pixels`` px, with ``margin_nm`` beyond each edge of the frame. Returns the sample and a
+    description of what was drawn."""
+    pixel = width_nm / pixels
+    step = pixel / 2
+    n = math.ceil((width_nm + 2 * margin_nm) / step)
+    origin = (centre_nm[0] - n * step / 2, centre_nm[1] - n * step / 2)
+    axis = (np.arange(n) - n / 2) * step
+    x, y = np.meshgrid(axis, axis)
+    kind = str(rng.choice(KINDS, p=KIND_P))
+    z, desc = SURFACES[kind](x, y, rng, width_nm, pixel)
+    if kind in ("terraces", "islands") and rng.random() < 0.3:  # islands on terraces, or steps
+        other = "islands" if kind == "terraces" else "terraces"
+        z2, desc2 = SURFACES[other](x, y, rng, width_nm, pixel)
+        z = z + z2
+        desc = {**desc, other: desc2}
+    ground = width_nm * float(math.exp(rng.uniform(math.log(1e-5), math.log(4e-4))))
+    z = z + ground * power_law_field(x.shape, rng, float(rng.uniform(2.0, 3.5)))
+    per_frame = {"adsorbate": float(rng.uniform(0, 40)), "cluster": float(rng.uniform(0, 3))}
+    kinds = tuple(
+        replace(k, density=per_frame[k.name] / width_nm**2) for k in adsorbate_kinds(pixel)
+    )
+    sample = MesoSample(z, origin, step, int(rng.integers(2**31)), kinds, tile_nm=width_nm)
+    return sample, {"surface": kind, "ground_nm": ground, "adsorbates": per_frame, **desc}
+
+
+# --------------------------------------------------------------------------- tips
+
+
+def meso_tip(rng: np.random.Generator, kind: str, pixel_nm: float) -> Tip:
+    """A tip of ``kind`` (sharp, blunt, double, multiple) at a frame pixel of ``pixel_nm``:
+    sharp σ 0.05–0.4 px, blunt 1–4 px, ghosts 3–20 px away (never closer than 1 nm)."""
+    if kind == "blunt":
+        return Tip((Apex(radius_nm=float(rng.uniform(1.0, 4.0)) * pixel_nm),))
+    main = Apex(radius_nm=float(rng.uniform(0.05, 0.4)) * pixel_nm)
+    if kind == "sharp":
+        return Tip((main,))
+    ghosts = []
+    for _ in range(1 if kind == "double" else int(rng.integers(2, 4))):
+        d = max(1.0, float(rng.uniform(3.0, 20.0)) * pixel_nm)
+        angle = float(rng.uniform(0, 2 * math.pi))
+        ghosts.append(
+            Apex(
+                d * math.cos(angle),
+                d * math.sin(angle),
+                float(rng.uniform(0, 0.05)),
+                float(rng.uniform(0.35, 1.0)),
+                main.radius_nm * float(rng.uniform(0.8, 3.0)),
+            )
+        )
+    return Tip((main, *ghosts))
+
+
+def tip_for_class(rng: np.random.Generator, primary: str, pixel_nm: float) -> Tip:
+    """The tip a mesoscale frame of class ``primary`` starts with."""
+    if primary == "double_tip":
+        return meso_tip(rng, "double" if rng.random() < 0.75 else "multiple", pixel_nm)
+    return meso_tip(rng, "blunt" if primary == "blunt" else "sharp", pixel_nm)
+
+
+#: the largest ghost offset of :func:`meso_tip`, in frame pixels (for the sample's margin)
+GHOST_MAX_PX = 20.0
