@@ -154,15 +154,15 @@ def _wait_for(ready: object, timeout: float, daemon: subprocess.Popen[bytes]) ->
 
 
 def synthetic_familiarity(ens: Ensemble, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Familiarity of ``n`` held-out synthetic frames (the model's test seed), and the part
-    of it from the hidden features alone."""
+    """Familiarity of ``n`` held-out synthetic frames (the model's test seed, as the generator
+    version it was last fitted on drew them), and the part of it from the hidden features alone."""
     from tipd.train.data import synthetic
     from tipd.train.familiar import features
-    from tipd.train.revote import synth_seeds
+    from tipd.train.revote import frames_version, synth_seeds
 
     m = ens.manifest
     size, channels = m.preprocessing.size, tuple(m.preprocessing.channels)
-    test = synthetic(m.surface, n, synth_seeds(m).test, size, 2, channels)
+    test = synthetic(m.surface, n, synth_seeds(m).test, size, 2, channels, frames_version(m))
     assert ens.familiarity is not None and test.pixel_nm is not None
     f = features(ens, test.x)
     return ens.familiarity.score(f, list(test.pixel_nm)), ens.familiarity.feature_familiarity(f)

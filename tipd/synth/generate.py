@@ -485,6 +485,25 @@ def _generate_hsi(
     return _finish(tax, z, grid, rng, corruption, labels, primary, meta)
 
 
+def generic_scale(seed: int, index: int) -> str:
+    """``meso`` or ``atomic``: the scale of generic frame ``index`` of ``seed``, drawn from a
+    stream of its own (so the atomic frames are those of generator version 2)."""
+    scale_rng = np.random.default_rng([seed & 0xFFFFFFFF, SURFACE_IDS["generic"], index, 11])
+    return "meso" if scale_rng.random() < MESOSCALE_SHARE else "atomic"
+
+
+def drawn_as(surface: str, version: int, seed: int, index: int) -> bool:
+    """True when frame ``index`` of ``seed`` is drawn as generator ``version`` of ``surface``
+    drew it: every frame of the current version; of generic versions 1 and 2, the atomic-scale
+    frames (version 2's exactly; version 1 drew its rows surfaces without their rows).
+    ``ValueError`` for a version whose frames this generator no longer draws."""
+    if version == GENERATOR[surface]:
+        return True
+    if surface == "generic" and version in (1, 2):
+        return generic_scale(seed, index) == "atomic"
+    raise ValueError(f"{surface} frames of generator version {version} are no longer drawn")
+
+
 def _generate_generic(
     tax: Taxonomy,
     rng: np.random.Generator,
@@ -500,8 +519,7 @@ def _generate_generic(
     atomic frames are those of generator version 2 at the same seed and index."""
     from tipd.synth import generic
 
-    scale_rng = np.random.default_rng([seed & 0xFFFFFFFF, SURFACE_IDS["generic"], index, 11])
-    if scale_rng.random() < MESOSCALE_SHARE:
+    if generic_scale(seed, index) == "meso":
         return _generate_mesoscale(tax, rng, primary, pixels, seed, index)
     params, a, densities, desc = generic.random_surface(rng)
     size = float(np.clip(pixels * a / rng.uniform(4, 10), 3.0, 80.0))

@@ -8,6 +8,7 @@ int64 ``(N,)`` (-1 where a frame has no single class).
 
 from __future__ import annotations
 
+import itertools
 import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from tipd.errors import UserError
 from tipd.preprocess import model_input
 from tipd.readers import SUFFIXES, read_any
-from tipd.synth.generate import generate
+from tipd.synth.generate import GENERATOR, drawn_as, generate
 from tipd.synth.shards import iter_shards
 from tipd.taxonomy import taxonomy
 
@@ -69,14 +70,14 @@ class Dataset:
 
 
 def _render_chunk(
-    args: tuple[str, int, int, int, int, tuple[str, ...]],
+    args: tuple[str, int, tuple[int, ...], int, tuple[str, ...]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    surface, seed, start, stop, size, channels = args
+    surface, seed, indices, size, channels = args
     xs, ys, ps, px = [], [], [], []
     # one BLAS thread per renderer: the workers already fill the cores, and OpenBLAS threads on
     # top of them ran the H:Si and generic renders 4× slower on 2 cores (and stalled 16 cores)
     with threadpool_limits(1):
-        for i in range(start, stop):
+        for i in indices:
             f = generate(surface, i, seed=seed, pixels=size)
             xs.append(model_input(f.heights_m, size, channels).astype(np.float16))
             ys.append(f.labels)
@@ -92,11 +93,24 @@ def synthetic(
     size: int = 128,
     workers: int = 2,
     channels: tuple[str, ...] = DEFAULT_CHANNELS,
+    version: int | None = None,
 ) -> Dataset:
-    """``n`` frames of ``surface`` rendered with ``seed`` (frames 0..n-1), preprocessed."""
+    """``n`` frames of ``surface`` rendered with ``seed``, preprocessed: frames 0..n-1 or, with
+    ``version`` (a generator version of the surface, as a model's manifest records it), the
+    first ``n`` frames that this generator draws as that version did
+    (:func:`tipd.synth.generate.drawn_as`): the frames a model of that version knows."""
     tax = taxonomy(surface)
+    source = f"tipd synth {surface} seed {seed} frames 0..{n - 1}"
+    if version is None or version == GENERATOR[surface]:
+        indices = list(range(n))
+    else:
+        same = (i for i in itertools.count() if drawn_as(surface, version, seed, i))
+        indices = list(itertools.islice(same, n))
+        source = f"tipd synth {surface} seed {seed}: the first {n} frames generator {version} drew"
     step = 250
-    jobs = [(surface, seed, a, min(a + step, n), size, channels) for a in range(0, n, step)]
+    jobs = [
+        (surface, seed, tuple(indices[a : a + step]), size, channels) for a in range(0, n, step)
+    ]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_render_chunk, jobs))
@@ -107,7 +121,7 @@ def synthetic(
         y=np.concatenate([p[1] for p in parts]).astype(np.float32),
         primary=np.concatenate([p[2] for p in parts]).astype(np.int64),
         labels=tax.labels,
-        source=f"tipd synth {surface} seed {seed} frames 0..{n - 1}",
+        source=source,
         channels=channels,
         pixel_nm=np.concatenate([p[3] for p in parts]),
     )

@@ -1,6 +1,7 @@
 """``tipd familiarity``: fit a model's familiarity statistics (:mod:`tipd.familiarity`).
 
-Renders frames of the model's own training seed and validation seed, reads the graph's
+Renders frames of the model's own training seed and validation seed, as the generator version
+the model was last fitted on drew them, reads the graph's
 ``features`` output on them (the hidden features every net's last linear layer reads) and
 writes ``familiarity.npz`` with its sha256 into the manifest; the graph is left as it is. Runs
 on the CPU in a minute or two.
@@ -17,7 +18,7 @@ from tipd import familiarity
 from tipd.ensemble import Ensemble
 from tipd.models import MANIFEST, load_manifest, sha256_file
 from tipd.train.data import synthetic
-from tipd.train.revote import synth_seeds
+from tipd.train.revote import frames_version, synth_seeds
 
 FILE = "familiarity.npz"
 
@@ -36,8 +37,9 @@ def fit_model(folder: Path, n_train: int = 3000, n_val: int = 1000, workers: int
     (folder / MANIFEST).write_text(json.dumps(raw, indent=2) + "\n")
     ens = Ensemble(folder, prefer_gpu=False)
     size, channels = manifest.preprocessing.size, tuple(manifest.preprocessing.channels)
-    train = synthetic(manifest.surface, n_train, seeds.train, size, workers, channels)
-    val = synthetic(manifest.surface, n_val, seeds.validation, size, workers, channels)
+    version = frames_version(manifest)
+    train = synthetic(manifest.surface, n_train, seeds.train, size, workers, channels, version)
+    val = synthetic(manifest.surface, n_val, seeds.validation, size, workers, channels, version)
     assert train.pixel_nm is not None
     stats = familiarity.fit(
         features(ens, train.x), train.primary, features(ens, val.x), train.pixel_nm
@@ -45,10 +47,8 @@ def fit_model(folder: Path, n_train: int = 3000, n_val: int = 1000, workers: int
     stats.save(folder / FILE)
     raw["familiarity"] = {"file": FILE, "sha256": sha256_file(folder / FILE)}
     raw["training"]["familiarity"] = {
-        "train": f"tipd synth {manifest.surface} seed {seeds.train} frames 0..{n_train - 1}",
-        "validation": (
-            f"tipd synth {manifest.surface} seed {seeds.validation} frames 0..{n_val - 1}"
-        ),
+        "train": train.source,
+        "validation": val.source,
         "features": "the graph's features output: every member's, then every extra net's",
         "pixel_nm": [round(float(v), 5) for v in stats.pixel_nm],
         "threshold": stats.threshold,

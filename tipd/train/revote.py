@@ -77,6 +77,14 @@ def synth_seeds(manifest: Manifest) -> Seeds:
     return Seeds(train, val, n_val, test, n_test, stack)
 
 
+def frames_version(manifest: Manifest) -> int:
+    """The generator version of the synthetic frames ``manifest``'s model was last fitted on:
+    its rebuilt vote's, else its training's (1 where the manifest records none)."""
+    t = manifest.training
+    revoted = t.get("revote") or {}
+    return int(revoted.get("generator") or t.get("generator") or 1)
+
+
 def revote(
     folder: Path,
     out: Path | None = None,
