@@ -105,13 +105,16 @@ def tilt_plane(
     return result
 
 
-def add_spikes(z: np.ndarray, rng: np.random.Generator, n: int, amplitude: float) -> None:
-    """Add ``n`` spikes in place: 1–8 pixel streaks along a line, ±``amplitude`` nm."""
+def add_spikes(
+    z: np.ndarray, rng: np.random.Generator, n: int, amplitude: float, longest: int = 8
+) -> None:
+    """Add ``n`` spikes in place: streaks of 1–``longest`` pixels along a line, ±``amplitude``
+    nm (times 0.5–1)."""
     rows, cols = z.shape
     for _ in range(n):
         r = int(rng.integers(rows))
         c = int(rng.integers(cols))
-        length = int(rng.integers(1, 9))
+        length = int(rng.integers(1, longest + 1))
         z[r, c : c + length] += amplitude * float(rng.choice([-1.0, 1.0])) * rng.uniform(0.5, 1.0)
 
 

@@ -48,8 +48,10 @@ SURFACE_IDS = {"hsi100": 1, "au111": 2, "cu111": 3, "generic": 4}
 #: built again on). ``tests/test_synth.py`` pins a few frames per version and fails when they
 #: change under an unchanged version. 1: a model whose manifest records no version.
 #: generic 2: its rows surfaces show their rows (:meth:`tipd.synth.surfaces.Lattice.rows`).
-#: generic 3: half its frames are 25–500 nm survey scans (:mod:`tipd.synth.mesoscale`).
-GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 3}
+#: generic 3: half its frames are 25–500 nm survey scans (:mod:`tipd.synth.mesoscale`, as of
+#: its first version); generic 4: those drawn on a grid of one frame pixel, with streaks on
+#: every survey frame and unstable tips among its tip changes.
+GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 4}
 #: share of generic frames drawn at 25–500 nm rather than at the atomic scale
 MESOSCALE_SHARE = 0.5
 METAL_SCAN_NM = 30.0  #: Au/Cu frames as in the paper: 30 nm at 150 px (here at ``pixels``)
@@ -494,12 +496,13 @@ def generic_scale(seed: int, index: int) -> str:
 
 def drawn_as(surface: str, version: int, seed: int, index: int) -> bool:
     """True when frame ``index`` of ``seed`` is drawn as generator ``version`` of ``surface``
-    drew it: every frame of the current version; of generic versions 1 and 2, the atomic-scale
-    frames (version 2's exactly; version 1 drew its rows surfaces without their rows).
+    drew it: every frame of the current version; of generic versions 1 to 3, the atomic-scale
+    frames (those of versions 2 and 3 exactly; version 1 drew its rows surfaces without their
+    rows, and version 3 its survey frames otherwise).
     ``ValueError`` for a version whose frames this generator no longer draws."""
     if version == GENERATOR[surface]:
         return True
-    if surface == "generic" and version in (1, 2):
+    if surface == "generic" and version in (1, 2, 3):
         return generic_scale(seed, index) == "atomic"
     raise ValueError(f"{surface} frames of generator version {version} are no longer drawn")
 
@@ -572,8 +575,12 @@ def _generate_mesoscale(
         else None,
         need_ghost=primary == "double_tip",
     )
+    if changed and rng.random() < 0.4:  # a tip that keeps changing, as unstable ones do
+        z, tip_params["flicker_rows"] = mesoscale.flicker(sample, grid, z, rng)
+    step_nm = float(desc.get("step_nm", 0.2))
+    defects = mesoscale.streaks(z, rng, step_nm)
     corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
     on = generic.truth(tips, mesoscale.A_PIXELS * pixel, changed, corruption is not None)
     labels = np.array([1 if n in on else 0 for n in tax.labels], dtype=np.uint8)
-    meta = {"seed": seed, "index": index, "scale": "meso", **desc, **geo, **tip_params}
+    meta = {"seed": seed, "index": index, "scale": "meso", **desc, **geo, **tip_params, **defects}
     return _finish(tax, z, grid, rng, corruption, labels, primary, meta)

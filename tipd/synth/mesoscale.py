@@ -7,7 +7,7 @@ things, not atoms: a sharp tip draws a step edge within a pixel and adsorbates a
 one smears both over several pixels, a double tip draws every edge and dot twice, a few pixels
 to tens of pixels apart.
 
-The surface is a height map (nm) on a regular grid of half a frame pixel that covers the frame
+The surface is a height map (nm) on a regular grid of one frame pixel that covers the frame
 with a margin for drift and ghost apexes, built by the pure functions below from white noise
 (``rng``), plus adsorbates as point features. :class:`MesoSample` renders it through one apex
 as :class:`tipd.synth.surfaces.Sample` does (same signature), so
@@ -25,6 +25,7 @@ import numpy as np
 from scipy import fft, ndimage
 from scipy.spatial import cKDTree
 
+from tipd.synth.artefacts import add_spikes
 from tipd.synth.geometry import ScanGrid
 from tipd.synth.surfaces import (
     FeatureKind,
@@ -52,7 +53,7 @@ A_PIXELS = 2.0
 def gaussian_field(shape: tuple[int, int], rng: np.random.Generator, corr_px: float) -> np.ndarray:
     """White noise smoothed by a Gaussian of σ ``corr_px`` (pixels), scaled to zero mean and unit
     standard deviation; shape ``shape``. Periodic (filtered in Fourier space)."""
-    noise = rng.standard_normal(shape)
+    noise = rng.standard_normal(shape, dtype=np.float32)
     fy = fft.fftfreq(shape[0])[:, None]
     fx = fft.rfftfreq(shape[1])[None, :]
     spectrum = fft.rfft2(noise) * np.exp(-2 * math.pi**2 * corr_px**2 * (fx**2 + fy**2))
@@ -65,7 +66,7 @@ def gaussian_field(shape: tuple[int, int], rng: np.random.Generator, corr_px: fl
 def power_law_field(shape: tuple[int, int], rng: np.random.Generator, beta: float) -> np.ndarray:
     """A self-affine random surface: power spectrum ∝ f^-``beta`` (2 < beta < 4 for real rough
     films), zero mean and unit standard deviation; shape ``shape``."""
-    noise = rng.standard_normal(shape)
+    noise = rng.standard_normal(shape, dtype=np.float32)
     fy = fft.fftfreq(shape[0])[:, None]
     fx = fft.rfftfreq(shape[1])[None, :]
     f = np.hypot(fx, fy)
@@ -256,7 +257,7 @@ def make_sample(
     ``pixels`` px, with ``margin_nm`` beyond each edge of the frame. Returns the sample and a
     description of what was drawn."""
     pixel = width_nm / pixels
-    step = pixel / 2
+    step = pixel
     n = math.ceil((width_nm + 2 * margin_nm) / step)
     origin = (centre_nm[0] - n * step / 2, centre_nm[1] - n * step / 2)
     axis = (np.arange(n) - n / 2) * step
@@ -314,3 +315,36 @@ def tip_for_class(rng: np.random.Generator, primary: str, pixel_nm: float) -> Ti
 
 #: the largest ghost offset of :func:`meso_tip`, in frame pixels (for the sample's margin)
 GHOST_MAX_PX = 20.0
+
+
+# --------------------------------------------------------------------------- scan defects
+
+
+def streaks(z: np.ndarray, rng: np.random.Generator, step_nm: float) -> dict[str, Any]:
+    """Add, in place, the short streaks survey scans show on any tip (a molecule dragged for a
+    few pixels, a noisy moment of the junction): up to 8 of 1–24 pixels along a line, of
+    0.3–1.5 times a step height ``step_nm`` (nm). Returns what was drawn."""
+    n = int(rng.poisson(rng.uniform(0, 8)))
+    amplitude = abs(step_nm) * float(rng.uniform(0.3, 1.5))
+    add_spikes(z, rng, n, amplitude, longest=24)
+    return {"streaks": n, "streak_nm": amplitude}
+
+
+def flicker(
+    sample: Sample, grid: ScanGrid, z: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, list[list[int]]]:
+    """An unstable tip: 2–6 bands of 1–12 lines in which the apex briefly changes (imaging
+    through a blunter apex, σ 1–4 pixels, and 0.05–0.5 nm higher or lower) before it returns.
+    Returns the new heights (nm) and the bands ``[first row, last row + 1]``."""
+    rows = z.shape[0]
+    pixel = grid.pixel_nm[0]
+    out = z.copy()
+    bands = []
+    for _ in range(int(rng.integers(2, 7))):
+        a = int(rng.integers(0, rows - 1))
+        b = min(rows, a + int(rng.integers(1, 13)))
+        blur = float(rng.uniform(1.0, 4.0)) * pixel
+        jump = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.05, 0.5))
+        out[a:b] = sample.render(grid.rows(a, b), blur) + jump
+        bands.append([a, b])
+    return out, bands
