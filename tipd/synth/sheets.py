@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tipd.sheet import SheetRow, contact_sheet
-from tipd.synth.generate import generate
+from tipd.synth.generate import generate, generic_scale
 from tipd.taxonomy import SURFACE_TITLES, taxonomy
 
 #: what a class row shows where its name alone could mislead: on Au(111) and Cu(111) at the
@@ -76,6 +76,18 @@ def comparison_sheet(fixtures: Path, path: Path, seed: int = 0) -> Path:
                 widths_nm=[f.scan_size_nm[0] for f in frames],
             )
         )
+    survey = [
+        generate("generic", i, seed=seed, pixels=256)
+        for i in [i for i in range(60) if generic_scale(seed, i) == "meso"][:5]
+    ]
+    rows.append(
+        SheetRow(
+            title="synthetic\ngeneric, 25 to 500 nm",
+            frames=[f.heights_m for f in survey],
+            captions=[f"{f.params['surface']}: {_caption(f.label_names)}" for f in survey],
+            widths_nm=[f.scan_size_nm[0] for f in survey],
+        )
+    )
     return contact_sheet(
         rows, path, tile=180, title="real scans vs tipd synth, both flattened line by line"
     )
