@@ -8,6 +8,7 @@ import pytest
 
 from tipd.synth import mesoscale
 from tipd.synth.generate import generate, generic_scale
+from tipd.synth.generic import generic_tip
 from tipd.synth.geometry import ScanGrid
 from tipd.synth.imaging import image
 from tipd.synth.tip import Apex, Tip
@@ -55,7 +56,7 @@ def rise_px(line: np.ndarray) -> float:
 def test_a_sharp_tip_draws_a_step_within_two_pixels_and_a_blunt_one_smears_it() -> None:
     sample, grid = one_step_sample()
     rng = np.random.default_rng(2)
-    sharp = image(sample, grid, mesoscale.meso_tip(rng, "sharp", PIXEL))[64]
+    sharp = image(sample, grid, generic_tip(rng, "sharp", PIXEL, mesoscale.SURVEY_TIPS))[64]
     blunt = image(sample, grid, Tip((Apex(radius_nm=3.0 * PIXEL),)))[64]
     assert np.ptp(sharp) == pytest.approx(0.25, rel=0.02)
     assert rise_px(sharp) <= 2

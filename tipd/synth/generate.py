@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tipd.synth.artefacts import CORRUPTIONS, apply_artefacts, corrupt, draw_artefacts
+from tipd.synth.generic import TipBands
 from tipd.synth.geometry import ScanGrid
 from tipd.synth.imaging import (
     change_visible,
@@ -487,6 +488,31 @@ def _generate_hsi(
     return _finish(tax, z, grid, rng, corruption, labels, primary, meta)
 
 
+def _render_generic(
+    sample: Sample,
+    grid: ScanGrid,
+    rng: np.random.Generator,
+    primary: str,
+    unit: float,
+    bands: TipBands,
+) -> tuple[np.ndarray, list[Tip], bool, dict[str, Any]]:
+    """:func:`_render` with the generic tips of ``bands`` in units of ``unit`` (nm): the
+    class's tip and, for a tip change, a sharp, blunt or double one after it."""
+    from tipd.synth import generic
+
+    change_to = str(rng.choice(["sharp", "blunt", "double"]))
+    return _render(
+        sample,
+        grid,
+        rng,
+        lambda strong: generic.tip_for_class(rng, primary, unit, bands),
+        (lambda strong: generic.generic_tip(rng, change_to, unit, bands))
+        if primary == "tip_change"
+        else None,
+        need_ghost=primary == "double_tip",
+    )
+
+
 def generic_scale(seed: int, index: int) -> str:
     """``meso`` or ``atomic``: the scale of generic frame ``index`` of ``seed``, drawn from a
     stream of its own (so the atomic frames are those of generator version 2)."""
@@ -533,17 +559,7 @@ def _generate_generic(
         sample.add(
             sample.draw_feature("molecule", grid.centre_nm[0] + u, grid.centre_nm[1] + v, rng)
         )
-    change_to = str(rng.choice(["sharp", "blunt", "double"]))
-    z, tips, changed, tip_params = _render(
-        sample,
-        grid,
-        rng,
-        lambda strong: generic.tip_for_class(rng, primary, a),
-        (lambda strong: generic.generic_tip(rng, change_to, a))
-        if primary == "tip_change"
-        else None,
-        need_ghost=primary == "double_tip",
-    )
+    z, tips, changed, tip_params = _render_generic(sample, grid, rng, primary, a, generic.ATOMIC)
     corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
     on = generic.truth(tips, a, changed, corruption is not None)
     labels = np.array([1 if n in on else 0 for n in tax.labels], dtype=np.uint8)
@@ -564,16 +580,8 @@ def _generate_mesoscale(
     grid, geo = _grid(rng, size, pixels)
     margin = 0.12 * size + mesoscale.GHOST_MAX_PX * pixel + 8 * pixel
     sample, desc = mesoscale.make_sample(rng, grid.centre_nm, size, pixels, margin)
-    change_to = str(rng.choice(["sharp", "blunt", "double"]))
-    z, tips, changed, tip_params = _render(
-        sample,
-        grid,
-        rng,
-        lambda strong: mesoscale.tip_for_class(rng, primary, pixel),
-        (lambda strong: mesoscale.meso_tip(rng, change_to, pixel))
-        if primary == "tip_change"
-        else None,
-        need_ghost=primary == "double_tip",
+    z, tips, changed, tip_params = _render_generic(
+        sample, grid, rng, primary, pixel, mesoscale.SURVEY_TIPS
     )
     if changed and rng.random() < 0.4:  # a tip that keeps changing, as unstable ones do
         z, tip_params["flicker_rows"] = mesoscale.flicker(sample, grid, z, rng)

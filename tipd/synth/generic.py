@@ -19,6 +19,7 @@ and steps 1.5–6 a (at least 0.5 nm) away.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -116,24 +117,44 @@ def random_surface(
     )
 
 
-def generic_tip(rng: np.random.Generator, kind: str, a: float) -> Tip:
-    """A tip of ``kind`` (sharp, blunt, double, multiple) scaled to lattice spacing ``a``."""
+@dataclass(frozen=True)
+class TipBands:
+    """The tips of one scale of generic frames, in units of a length ``unit`` (nm) that the
+    frame sets: the lattice spacing of atomic frames, the pixel of survey frames. Each band is
+    a uniform range: the Gaussian σ of a sharp and of a blunt apex, how far a ghost apex sits
+    (never closer than ``ghost_min_nm``), how far it is recessed (nm) and its σ relative to the
+    main apex's."""
+
+    sharp: tuple[float, float]
+    blunt: tuple[float, float]
+    ghost_distance: tuple[float, float]
+    ghost_min_nm: float
+    ghost_dz_nm: tuple[float, float]
+    ghost_radius: tuple[float, float]
+
+
+#: atomic frames, in lattice spacings: blunt tips lose the lattice, larger features remain
+ATOMIC = TipBands((0.05, 0.18), (0.45, 0.9), (1.5, 6.0), 0.5, (0.0, 0.03), (0.8, 1.5))
+
+
+def generic_tip(rng: np.random.Generator, kind: str, unit: float, bands: TipBands = ATOMIC) -> Tip:
+    """A tip of ``kind`` (sharp, blunt, double, multiple) scaled to ``unit`` (nm)."""
     if kind == "blunt":
-        return Tip((Apex(radius_nm=float(rng.uniform(0.45, 0.9)) * a),))
-    main = Apex(radius_nm=float(rng.uniform(0.05, 0.18)) * a)
+        return Tip((Apex(radius_nm=float(rng.uniform(*bands.blunt)) * unit),))
+    main = Apex(radius_nm=float(rng.uniform(*bands.sharp)) * unit)
     if kind == "sharp":
         return Tip((main,))
     ghosts = []
     for _ in range(1 if kind == "double" else int(rng.integers(2, 4))):
-        d = max(0.5, float(rng.uniform(1.5, 6.0)) * a)
+        d = max(bands.ghost_min_nm, float(rng.uniform(*bands.ghost_distance)) * unit)
         ang = float(rng.uniform(0, 2 * math.pi))
         ghosts.append(
             Apex(
                 d * math.cos(ang),
                 d * math.sin(ang),
-                float(rng.uniform(0, 0.03)),
+                float(rng.uniform(*bands.ghost_dz_nm)),
                 float(rng.uniform(0.35, 1.0)),
-                main.radius_nm * float(rng.uniform(0.8, 1.5)),
+                main.radius_nm * float(rng.uniform(*bands.ghost_radius)),
             )
         )
     return Tip((main, *ghosts))
@@ -174,8 +195,11 @@ def make_sample(
     return Sample(params, seed=seed, densities=densities, tile_nm=tile_nm, kinds=kinds)
 
 
-def tip_for_class(rng: np.random.Generator, primary: str, a: float) -> Tip:
-    """The tip a generic frame of class ``primary`` starts with."""
+def tip_for_class(
+    rng: np.random.Generator, primary: str, unit: float, bands: TipBands = ATOMIC
+) -> Tip:
+    """The tip a generic frame of class ``primary`` starts with (``unit``, ``bands``: as
+    :func:`generic_tip`)."""
     if primary == "double_tip":
-        return generic_tip(rng, "double" if rng.random() < 0.75 else "multiple", a)
-    return generic_tip(rng, "blunt" if primary == "blunt" else "sharp", a)
+        return generic_tip(rng, "double" if rng.random() < 0.75 else "multiple", unit, bands)
+    return generic_tip(rng, "blunt" if primary == "blunt" else "sharp", unit, bands)

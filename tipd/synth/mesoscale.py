@@ -26,6 +26,7 @@ from scipy import fft, ndimage
 from scipy.spatial import cKDTree
 
 from tipd.synth.artefacts import add_spikes
+from tipd.synth.generic import TipBands
 from tipd.synth.geometry import ScanGrid
 from tipd.synth.surfaces import (
     FeatureKind,
@@ -35,7 +36,6 @@ from tipd.synth.surfaces import (
     SurfaceParams,
     _splat,
 )
-from tipd.synth.tip import Apex, Tip
 
 #: scan widths of mesoscale frames (nm), drawn log-uniform
 SCAN_NM = (25.0, 500.0)
@@ -282,39 +282,13 @@ def make_sample(
 # --------------------------------------------------------------------------- tips
 
 
-def meso_tip(rng: np.random.Generator, kind: str, pixel_nm: float) -> Tip:
-    """A tip of ``kind`` (sharp, blunt, double, multiple) at a frame pixel of ``pixel_nm``:
-    sharp σ 0.05–0.4 px, blunt 1–4 px, ghosts 3–20 px away (never closer than 1 nm)."""
-    if kind == "blunt":
-        return Tip((Apex(radius_nm=float(rng.uniform(1.0, 4.0)) * pixel_nm),))
-    main = Apex(radius_nm=float(rng.uniform(0.05, 0.4)) * pixel_nm)
-    if kind == "sharp":
-        return Tip((main,))
-    ghosts = []
-    for _ in range(1 if kind == "double" else int(rng.integers(2, 4))):
-        d = max(1.0, float(rng.uniform(3.0, 20.0)) * pixel_nm)
-        angle = float(rng.uniform(0, 2 * math.pi))
-        ghosts.append(
-            Apex(
-                d * math.cos(angle),
-                d * math.sin(angle),
-                float(rng.uniform(0, 0.05)),
-                float(rng.uniform(0.35, 1.0)),
-                main.radius_nm * float(rng.uniform(0.8, 3.0)),
-            )
-        )
-    return Tip((main, *ghosts))
-
-
-def tip_for_class(rng: np.random.Generator, primary: str, pixel_nm: float) -> Tip:
-    """The tip a mesoscale frame of class ``primary`` starts with."""
-    if primary == "double_tip":
-        return meso_tip(rng, "double" if rng.random() < 0.75 else "multiple", pixel_nm)
-    return meso_tip(rng, "blunt" if primary == "blunt" else "sharp", pixel_nm)
+#: survey-frame tips, in frame pixels: sharp σ 0.05–0.4 px, blunt 1–4 px, ghosts 3–20 px away
+#: (never closer than 1 nm), up to 0.05 nm recessed
+SURVEY_TIPS = TipBands((0.05, 0.4), (1.0, 4.0), (3.0, 20.0), 1.0, (0.0, 0.05), (0.8, 3.0))
 
 
 #: the largest ghost offset of :func:`meso_tip`, in frame pixels (for the sample's margin)
-GHOST_MAX_PX = 20.0
+GHOST_MAX_PX = SURVEY_TIPS.ghost_distance[1]
 
 
 # --------------------------------------------------------------------------- scan defects
