@@ -4,7 +4,9 @@ For each model and each scan (``../shared/real/`` with its ``labels.csv``, and t
 ``../shared/fixtures/`` labelled by eye in ``bench/real_fixtures.csv``):
 
 * what ``tipd classify`` says (state, bad, tip change, familiarity, the lines' evidence);
-* good/bad AUROC (from ``bad``) and tip-change AUROC (from ``tip_change``) over the scans;
+* good/bad AUROC (from ``bad``) and tip-change AUROC (from ``tip_change``) over the scans, and
+  per class of fault the scans label (double tip, blunt, corruption) the AUROC of the model's
+  confidence in it;
 * the daemon-level figure: ``tipd run --advisory`` as a real subprocess, each scan streamed
   ``--repeat`` times as whole frames over ZeroMQ (one microscope id per scan), and from its
   journal how many good scans got a pulse or crash decided, and how many faulty tips did;
@@ -60,6 +62,8 @@ class Scan:
     tip_change: bool
     tip: bool
     source: str
+    #: per class of tip fault, where the labels say: True, False, or None (not labelled)
+    faults: dict[str, bool | None]
 
 
 def labelled_scans(shared: Path) -> list[Scan]:
@@ -77,7 +81,17 @@ def labelled_scans(shared: Path) -> list[Scan]:
                 )
                 source = row["source"].split("/tests/")[0].split("/test_data/")[0]
                 path = folder / row["file"]
-                out.append(Scan(row["id"], path, row["bad"] == "1", tip_change, tip, source))
+                bad = row["bad"] == "1"
+                faults: dict[str, bool | None] = {
+                    "tip_change": tip_change,
+                    "corruption": row["corrupt"] == "1" if "corrupt" in row else bad and not tip,
+                    # a fixture marked as no tip fault has neither; one with a fault says not which
+                    **{
+                        c: row[k] == "1" if k in row else (None if tip else False)
+                        for c, k in (("double_tip", "double"), ("blunt", "blunt"))
+                    },
+                }
+                out.append(Scan(row["id"], path, bad, tip_change, tip, source, faults))
     return out
 
 
@@ -236,6 +250,15 @@ def bench_model(model: str, scans: list[Scan], repeat: int, n_synth: int) -> lis
         f"| faulty tips with a pulse or crash decided | {fault_hit} of {len(faulty)} |",
         f"| real scans unfamiliar to the model | {unfamiliar} of {len(scans)} |",
     ]
+    for c in ens.manifest.classes:
+        known = [(s.faults[c], d.classes[c]) for s, d in zip(scans, decisions, strict=True)
+                 if s.faults.get(c) is not None]  # fmt: skip
+        if known:
+            y = [bool(k) for k, _ in known]
+            lines.append(
+                f"| {c}: AUROC of its confidence ({sum(y)} of {len(y)} labelled scans) "
+                f"| {_auroc(y, [p for _, p in known])} |"
+            )
     if ens.familiarity is not None and n_synth:
         synth, synth_features = synthetic_familiarity(ens, n_synth)
         real = np.array([d.familiarity for d in decisions], dtype=float)

@@ -51,8 +51,9 @@ SURFACE_IDS = {"hsi100": 1, "au111": 2, "cu111": 3, "generic": 4}
 #: generic 2: its rows surfaces show their rows (:meth:`tipd.synth.surfaces.Lattice.rows`).
 #: generic 3: half its frames are 25–500 nm survey scans (:mod:`tipd.synth.mesoscale`, as of
 #: its first version); generic 4: those drawn on a grid of one frame pixel, with streaks on
-#: every survey frame and unstable tips among its tip changes.
-GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 4}
+#: every survey frame and unstable tips among its tip changes; generic 5: fewer and lower
+#: adsorbates on most survey frames, as real survey scans show them.
+GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 5}
 #: share of generic frames drawn at 25–500 nm rather than at the atomic scale
 MESOSCALE_SHARE = 0.5
 METAL_SCAN_NM = 30.0  #: Au/Cu frames as in the paper: 30 nm at 150 px (here at ``pixels``)
@@ -522,13 +523,13 @@ def generic_scale(seed: int, index: int) -> str:
 
 def drawn_as(surface: str, version: int, seed: int, index: int) -> bool:
     """True when frame ``index`` of ``seed`` is drawn as generator ``version`` of ``surface``
-    drew it: every frame of the current version; of generic versions 1 to 3, the atomic-scale
-    frames (those of versions 2 and 3 exactly; version 1 drew its rows surfaces without their
-    rows, and version 3 its survey frames otherwise).
+    drew it: every frame of the current version; of generic versions 1 to 4, the atomic-scale
+    frames (those of versions 2 to 4 exactly; version 1 drew its rows surfaces without their
+    rows, and versions 3 and 4 their survey frames otherwise).
     ``ValueError`` for a version whose frames this generator no longer draws."""
     if version == GENERATOR[surface]:
         return True
-    if surface == "generic" and version in (1, 2, 3):
+    if surface == "generic" and version in (1, 2, 3, 4):
         return generic_scale(seed, index) == "atomic"
     raise ValueError(f"{surface} frames of generator version {version} are no longer drawn")
 

@@ -237,11 +237,12 @@ class MesoSample(Sample):
 
 
 def adsorbate_kinds(pixel_nm: float) -> tuple[FeatureKind, ...]:
-    """Adsorbates and clusters at a frame pixel of ``pixel_nm``: single ones 0.5–2.5 px wide
-    (never below 0.3 nm), clusters of 3–10 within a few pixels."""
+    """Adsorbates and clusters at a frame pixel of ``pixel_nm``: single ones 0.1–0.6 nm high and
+    0.5–2.5 px wide (never below 0.3 nm), clusters of 3–10 blobs of up to 1.5 nm within a few
+    pixels."""
     w = (max(0.3, 0.5 * pixel_nm), max(0.6, 2.5 * pixel_nm))
     return (
-        FeatureKind("adsorbate", 0.0, (0.1, 1.0), w),
+        FeatureKind("adsorbate", 0.0, (0.1, 0.6), w),
         FeatureKind("cluster", 0.0, (0.2, 1.5), w, (3, 10), 4 * pixel_nm),
     )
 
@@ -271,7 +272,11 @@ def make_sample(
         desc = {**desc, other: desc2}
     ground = width_nm * float(math.exp(rng.uniform(math.log(1e-5), math.log(4e-4))))
     z = z + ground * power_law_field(x.shape, rng, float(rng.uniform(2.0, 3.5)))
-    per_frame = {"adsorbate": float(rng.uniform(0, 40)), "cluster": float(rng.uniform(0, 3))}
+    # most survey scans show a few adsorbates, some many: log-uniform 0.5–40 per frame
+    per_frame = {
+        "adsorbate": float(math.exp(rng.uniform(math.log(0.5), math.log(40)))),
+        "cluster": float(rng.uniform(0, 3)),
+    }
     kinds = tuple(
         replace(k, density=per_frame[k.name] / width_nm**2) for k in adsorbate_kinds(pixel)
     )
