@@ -52,8 +52,9 @@ SURFACE_IDS = {"hsi100": 1, "au111": 2, "cu111": 3, "generic": 4}
 #: generic 3: half its frames are 25–500 nm survey scans (:mod:`tipd.synth.mesoscale`, as of
 #: its first version); generic 4: those drawn on a grid of one frame pixel, with streaks on
 #: every survey frame and unstable tips among its tip changes; generic 5: fewer and lower
-#: adsorbates on most survey frames, as real survey scans show them.
-GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 5}
+#: adsorbates on most survey frames, as real survey scans show them; generic 6: survey frames
+#: as noisy as real fast scans (:func:`tipd.synth.mesoscale.scan_noise`).
+GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 6}
 #: share of generic frames drawn at 25–500 nm rather than at the atomic scale
 MESOSCALE_SHARE = 0.5
 METAL_SCAN_NM = 30.0  #: Au/Cu frames as in the paper: 30 nm at 150 px (here at ``pixels``)
@@ -523,13 +524,13 @@ def generic_scale(seed: int, index: int) -> str:
 
 def drawn_as(surface: str, version: int, seed: int, index: int) -> bool:
     """True when frame ``index`` of ``seed`` is drawn as generator ``version`` of ``surface``
-    drew it: every frame of the current version; of generic versions 1 to 4, the atomic-scale
-    frames (those of versions 2 to 4 exactly; version 1 drew its rows surfaces without their
-    rows, and versions 3 and 4 their survey frames otherwise).
+    drew it: every frame of the current version; of earlier generic versions, the atomic-scale
+    frames (exactly those of versions 2 on; version 1 drew its rows surfaces without their
+    rows, and versions 3 on drew their survey frames otherwise).
     ``ValueError`` for a version whose frames this generator no longer draws."""
     if version == GENERATOR[surface]:
         return True
-    if surface == "generic" and version in (1, 2, 3, 4):
+    if surface == "generic" and 1 <= version < GENERATOR["generic"]:
         return generic_scale(seed, index) == "atomic"
     raise ValueError(f"{surface} frames of generator version {version} are no longer drawn")
 
@@ -587,7 +588,7 @@ def _generate_mesoscale(
     if changed and rng.random() < 0.4:  # a tip that keeps changing, as unstable ones do
         z, tip_params["flicker_rows"] = mesoscale.flicker(sample, grid, z, rng)
     step_nm = float(desc.get("step_nm", 0.2))
-    defects = mesoscale.streaks(z, rng, step_nm)
+    defects = {**mesoscale.scan_noise(z, rng), **mesoscale.streaks(z, rng, step_nm)}
     corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
     on = generic.truth(tips, mesoscale.A_PIXELS * pixel, changed, corruption is not None)
     labels = np.array([1 if n in on else 0 for n in tax.labels], dtype=np.uint8)
