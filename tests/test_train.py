@@ -531,3 +531,30 @@ def test_the_autocorrelation_plane_is_computed_again_from_the_augmented_heights(
     recipe = Recipe(family="vgg_bn", width=0.0625, epochs=1, batch=2, max_seconds=30)
     fitted = fit("two_planes", recipe, ds, ds, log=lambda _: None)
     assert predict(fitted.model, ds.x).shape == (6, len(ds.labels))
+
+
+def test_a_model_is_judged_on_the_frames_of_its_generator_version(tiny_model: Path) -> None:
+    """Generic frames of an earlier generator version are its atomic-scale frames, drawn as it
+    drew them; a manifest's version is its revote's, else its training's, else 1."""
+    from tipd.synth.generate import drawn_as, generate, generic_scale
+    from tipd.train.data import synthetic
+    from tipd.train.revote import frames_version
+
+    now = GENERATOR["generic"]
+    old = synthetic("generic", 6, 3, 64, 1, version=2)
+    atomic = [i for i in range(40) if generic_scale(3, i) == "atomic"][:6]
+    assert "generator 2" in old.source and len(old) == 6
+    assert old.pixel_nm is not None  # the atomic frames, in order: no survey scan among them
+    sizes = [generate("generic", i, seed=3, pixels=64).scan_size_nm[0] / 64 for i in atomic]
+    np.testing.assert_allclose(old.pixel_nm, sizes, rtol=1e-6)
+    current = synthetic("generic", 6, 3, 64, 1, version=now)
+    assert current.source == "tipd synth generic seed 3 frames 0..5"
+    assert all(drawn_as("generic", now, 3, i) for i in range(6))
+    with pytest.raises(ValueError, match="no longer drawn"):
+        drawn_as("au111", GENERATOR["au111"] + 1, 3, 0)
+    m = load_manifest(tiny_model)
+    assert frames_version(m) == m.training["generator"]
+    revoted = m.model_copy(update={"training": {**m.training, "revote": {"generator": 7}}})
+    assert frames_version(revoted) == 7
+    bare = m.model_copy(update={"training": {"data": m.training["data"]}})
+    assert frames_version(bare) == 1
