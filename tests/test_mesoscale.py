@@ -9,6 +9,7 @@ import pytest
 from tipd.synth import mesoscale
 from tipd.synth.generate import generate, generic_scale
 from tipd.synth.generic import generic_tip
+from tipd.synth.generic import truth as generic_truth_labels
 from tipd.synth.geometry import ScanGrid
 from tipd.synth.imaging import image
 from tipd.synth.tip import Apex, Tip
@@ -105,3 +106,22 @@ def test_an_unstable_tip_changes_only_its_bands() -> None:
         inside[a:b] = True
         assert np.abs(out[a:b] - z[a:b]).max() >= 0.05  # jumped or smeared
     np.testing.assert_array_equal(out[~inside], z[~inside])
+
+
+def test_a_blunt_tip_is_labelled_blunt_only_where_its_blur_shows() -> None:
+    step, grid = one_step_sample()
+    blunt = Tip((Apex(radius_nm=3.0 * PIXEL),))
+    a = mesoscale.A_PIXELS * PIXEL
+    assert mesoscale.as_it_shows(step, grid, blunt, 0.35 * a) is blunt  # the step smears
+    n = 256
+    axis = (np.arange(n) - n / 2) * PIXEL
+    x, _ = np.meshgrid(axis, axis)
+    hills = 0.3 * np.sin(x / 40.0)  # 250 nm waves: the same through any of these apexes
+    kinds = mesoscale.adsorbate_kinds(PIXEL)
+    smooth = mesoscale.MesoSample(hills, (axis[0], axis[0]), PIXEL, 0, kinds, tile_nm=200.0)
+    shown = mesoscale.as_it_shows(smooth, grid, blunt, 0.35 * a)
+    assert shown.radius_nm < 0.35 * a and generic_truth_labels([shown], a, False, False) == {"good"}
+    for i in [i for i in range(200) if generic_scale(7, i) == "meso"][:60]:
+        f = generate("generic", i, seed=7, pixels=64)
+        if TAXONOMIES["generic"].classes[f.primary] == "blunt":
+            assert f.label_names == ["blunt"]  # every blunt survey frame has something to blur

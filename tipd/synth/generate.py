@@ -53,8 +53,9 @@ SURFACE_IDS = {"hsi100": 1, "au111": 2, "cu111": 3, "generic": 4}
 #: its first version); generic 4: those drawn on a grid of one frame pixel, with streaks on
 #: every survey frame and unstable tips among its tip changes; generic 5: fewer and lower
 #: adsorbates on most survey frames, as real survey scans show them; generic 6: survey frames
-#: as noisy as real fast scans (:func:`tipd.synth.mesoscale.scan_noise`).
-GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 6}
+#: as noisy as real fast scans (:func:`tipd.synth.mesoscale.scan_noise`); generic 7: a survey
+#: frame is blunt only where the blur shows, and blunt ones get adsorbates to blur.
+GENERATOR = {"hsi100": 1, "au111": 1, "cu111": 1, "generic": 7}
 #: share of generic frames drawn at 25–500 nm rather than at the atomic scale
 MESOSCALE_SHARE = 0.5
 METAL_SCAN_NM = 30.0  #: Au/Cu frames as in the paper: 30 nm at 150 px (here at ``pixels``)
@@ -582,15 +583,30 @@ def _generate_mesoscale(
     grid, geo = _grid(rng, size, pixels)
     margin = 0.12 * size + mesoscale.GHOST_MAX_PX * pixel + 8 * pixel
     sample, desc = mesoscale.make_sample(rng, grid.centre_nm, size, pixels, margin)
+    if primary == "blunt":  # a blunt tip shows where there is something sharp to blur
+        for _ in range(int(rng.integers(3, 9))):
+            u, v = rng.uniform(-0.4, 0.4, size=2) * size
+            cx, cy = grid.centre_nm[0] + u, grid.centre_nm[1] + v
+            sample.add(sample.draw_feature("adsorbate", cx, cy, rng))
     z, tips, changed, tip_params = _render_generic(
         sample, grid, rng, primary, pixel, mesoscale.SURVEY_TIPS
     )
+    a = mesoscale.A_PIXELS * pixel
+    spans = (
+        [(0, pixels)]
+        if len(tips) == 1
+        else [(0, tip_params["change_row"]), (tip_params["change_row"], pixels)]
+    )
+    tips = [
+        mesoscale.as_it_shows(sample, grid.rows(lo_row, hi_row), t, generic.BLUNT * a)
+        for t, (lo_row, hi_row) in zip(tips, spans, strict=True)
+    ]
     if changed and rng.random() < 0.4:  # a tip that keeps changing, as unstable ones do
         z, tip_params["flicker_rows"] = mesoscale.flicker(sample, grid, z, rng)
     step_nm = float(desc.get("step_nm", 0.2))
     defects = {**mesoscale.scan_noise(z, rng), **mesoscale.streaks(z, rng, step_nm)}
     corruption = str(rng.choice(CORRUPTIONS)) if primary == "corruption" else None
-    on = generic.truth(tips, mesoscale.A_PIXELS * pixel, changed, corruption is not None)
+    on = generic.truth(tips, a, changed, corruption is not None)
     labels = np.array([1 if n in on else 0 for n in tax.labels], dtype=np.uint8)
     meta = {"seed": seed, "index": index, "scale": "meso", **desc, **geo, **tip_params, **defects}
     return _finish(tax, z, grid, rng, corruption, labels, primary, meta)

@@ -160,12 +160,16 @@ def generic_tip(rng: np.random.Generator, kind: str, unit: float, bands: TipBand
     return Tip((main, *ghosts))
 
 
+#: a tip is blunt from an apex σ of this many lengths ``a`` (:func:`truth`)
+BLUNT = 0.35
+
+
 def truth(tips: list[Tip], a: float, changed: bool, corrupted: bool) -> set[str]:
     """Generic labels: good only for a single sharp tip, nothing changed or corrupted."""
     on: set[str] = set()
     if any(t.n_significant >= 2 for t in tips):
         on.add("double_tip")
-    elif any(t.radius_nm >= 0.35 * a for t in tips):
+    elif any(t.radius_nm >= BLUNT * a for t in tips):
         on.add("blunt")
     elif not (changed or corrupted):
         on.add("good")

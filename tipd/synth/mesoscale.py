@@ -28,6 +28,7 @@ from scipy.spatial import cKDTree
 from tipd.synth.artefacts import add_spikes, pink_noise
 from tipd.synth.generic import TipBands
 from tipd.synth.geometry import ScanGrid
+from tipd.synth.imaging import VISIBLE_NM, image, visible_difference
 from tipd.synth.surfaces import (
     FeatureKind,
     Features,
@@ -36,6 +37,7 @@ from tipd.synth.surfaces import (
     SurfaceParams,
     _splat,
 )
+from tipd.synth.tip import Tip
 
 #: scan widths of mesoscale frames (nm), drawn log-uniform
 SCAN_NM = (25.0, 500.0)
@@ -290,6 +292,21 @@ def make_sample(
 #: survey-frame tips, in frame pixels: sharp σ 0.05–0.4 px, blunt 1–4 px, ghosts 3–20 px away
 #: (never closer than 1 nm), up to 0.05 nm recessed
 SURVEY_TIPS = TipBands((0.05, 0.4), (1.0, 4.0), (3.0, 20.0), 1.0, (0.0, 0.05), (0.8, 3.0))
+
+
+def as_it_shows(sample: Sample, grid: ScanGrid, tip: Tip, blunt_nm: float) -> Tip:
+    """``tip`` as the frame shows it over ``grid``: a main apex of σ ≥ ``blunt_nm`` that blurs
+    nothing visibly (a smooth surface looks the same through a sharp tip) becomes the sharpest
+    survey apex, so that the labels say what the frame shows."""
+    main = tip.main
+    if main.radius_nm < blunt_nm:
+        return tip
+    sharp = replace(main, radius_nm=SURVEY_TIPS.sharp[1] * grid.pixel_nm[0])
+    features = sample.features_near(grid, margin_nm=6.0)
+    seen = image(sample, grid, Tip((main,)), features)
+    if visible_difference(seen, image(sample, grid, Tip((sharp,)), features)) > VISIBLE_NM:
+        return tip
+    return Tip(tuple(sharp if a is main else a for a in tip.apexes))
 
 
 #: the largest ghost offset of :func:`meso_tip`, in frame pixels (for the sample's margin)
