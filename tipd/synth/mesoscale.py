@@ -45,7 +45,8 @@ SCAN_NM = (25.0, 500.0)
 KINDS = ("terraces", "islands", "grains", "rough")
 KIND_P = (0.35, 0.35, 0.15, 0.15)
 #: frame pixels per lattice-spacing-like length ``a`` of :func:`tipd.synth.generic.truth`: a
-#: tip is blunt from 0.35 a = 0.7 px of σ (sharp tips stay below 0.4 px, blunt ones above 1)
+#: tip is blunt from ``generic.BLUNT`` a = 0.7 px of σ (sharp tips stay below 0.4 px, blunt
+#: ones above 1)
 A_PIXELS = 2.0
 
 
@@ -259,11 +260,10 @@ def make_sample(
     """A random mesoscale sample around ``centre_nm`` for a frame ``width_nm`` wide at
     ``pixels`` px, with ``margin_nm`` beyond each edge of the frame. Returns the sample and a
     description of what was drawn."""
-    pixel = width_nm / pixels
-    step = pixel
-    n = math.ceil((width_nm + 2 * margin_nm) / step)
-    origin = (centre_nm[0] - n * step / 2, centre_nm[1] - n * step / 2)
-    axis = (np.arange(n) - n / 2) * step
+    pixel = width_nm / pixels  # also the step of the height map's grid
+    n = math.ceil((width_nm + 2 * margin_nm) / pixel)
+    origin = (centre_nm[0] - n * pixel / 2, centre_nm[1] - n * pixel / 2)
+    axis = (np.arange(n) - n / 2) * pixel
     x, y = np.meshgrid(axis, axis)
     kind = str(rng.choice(KINDS, p=KIND_P))
     z, desc = SURFACES[kind](x, y, rng, width_nm, pixel)
@@ -282,7 +282,7 @@ def make_sample(
     kinds = tuple(
         replace(k, density=per_frame[k.name] / width_nm**2) for k in adsorbate_kinds(pixel)
     )
-    sample = MesoSample(z, origin, step, int(rng.integers(2**31)), kinds, tile_nm=width_nm)
+    sample = MesoSample(z, origin, pixel, int(rng.integers(2**31)), kinds, tile_nm=width_nm)
     return sample, {"surface": kind, "ground_nm": ground, "adsorbates": per_frame, **desc}
 
 
@@ -309,7 +309,7 @@ def as_it_shows(sample: Sample, grid: ScanGrid, tip: Tip, blunt_nm: float) -> Ti
     return Tip(tuple(sharp if a is main else a for a in tip.apexes))
 
 
-#: the largest ghost offset of :func:`meso_tip`, in frame pixels (for the sample's margin)
+#: the largest ghost offset of :data:`SURVEY_TIPS`, in frame pixels (for the sample's margin)
 GHOST_MAX_PX = SURVEY_TIPS.ghost_distance[1]
 
 
@@ -318,8 +318,8 @@ GHOST_MAX_PX = SURVEY_TIPS.ghost_distance[1]
 
 def streaks(z: np.ndarray, rng: np.random.Generator, step_nm: float) -> dict[str, Any]:
     """Add, in place, the short streaks survey scans show on any tip (a molecule dragged for a
-    few pixels, a noisy moment of the junction): up to 8 of 1–24 pixels along a line, of
-    0.3–1.5 times a step height ``step_nm`` (nm). Returns what was drawn."""
+    few pixels, a noisy moment of the junction): a Poisson number, of mean 0–8, of 1–24 pixels
+    along a line, of 0.3–1.5 times a step height ``step_nm`` (nm). Returns what was drawn."""
     n = int(rng.poisson(rng.uniform(0, 8)))
     amplitude = abs(step_nm) * float(rng.uniform(0.3, 1.5))
     add_spikes(z, rng, n, amplitude, longest=24)
