@@ -448,8 +448,6 @@ def test_budget_is_per_device_and_flags_override_it() -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert default_budget("generic", cpu).width == 0.125  # generic wants passes more than width
     assert default_budget("generic", gpu).width == 0.25
-    # half of generic's frames are survey scans: its atomic half stays near the others' 36,000
-    assert default_budget("generic", gpu).n_train / 2 > 0.75 * default_budget("au111", gpu).n_train
     assert (
         default_budget("hsi100", cpu).member_seconds < default_budget("au111", cpu).member_seconds
     )

@@ -766,7 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-train",
         type=int,
         help="synthetic training frames (default on the CPU 24,000, 12,000 for generic; on a "
-        "GPU 36,000, 56,000 for generic, half of whose frames are survey scans)",
+        "GPU 36,000)",
     )
     p.add_argument("--n-val", type=_positive(int), default=1500, help="synthetic validation frames")
     p.add_argument("--n-test", type=_positive(int), default=2000, help="synthetic test frames")

@@ -101,9 +101,6 @@ CANDIDATES: list[tuple[str, Recipe]] = [("vgg_bn_adam", _VGG_BN), *_FORKS, _SQUE
 #: 0.929 after 4–5 epochs against 0.941 after 14).
 GENERIC_WIDTH = 0.125
 GENERIC_N_TRAIN = 12000
-#: generic's training frames on a GPU: half are survey scans (generator 3 on), so this keeps
-#: 28,000 at the atomic scale, near the 36,000 the shipped model was trained on
-GENERIC_GPU_N_TRAIN = 56000
 _SCRATCH = replace(_VGG_BN, width=GENERIC_WIDTH, time_share=1.0)
 GENERIC_CANDIDATES: list[tuple[str, Recipe]] = [
     ("vgg_bn_adam", _SCRATCH),
@@ -138,13 +135,12 @@ def default_budget(surface: str, device: torch.device) -> Budget:
     generic keeps width 0.125 on 12,000 frames (see :data:`GENERIC_CANDIDATES`). On a GPU it is
     the budget the shipped models were trained with: all four surfaces at once, one process
     each, in 7 minutes on an NVIDIA H200 (``scripts/train_all.sh --workers 4``), width 0.25
-    everywhere, since there the nets get the passes that width needs; generic gets
-    :data:`GENERIC_GPU_N_TRAIN` frames, since half of them are now survey scans.
+    everywhere, since there the nets get the passes that width needs.
     """
-    hsi, generic = surface == "hsi100", surface == "generic"
+    hsi = surface == "hsi100"
     if device.type == "cuda":
-        n = GENERIC_GPU_N_TRAIN if generic else 36000
-        return Budget(WIDTH, n, 48.0 if hsi else 60.0, epochs=40, patience=6)
+        return Budget(WIDTH, 36000, 48.0 if hsi else 60.0, epochs=40, patience=6)
+    generic = surface == "generic"
     return Budget(
         GENERIC_WIDTH if generic else WIDTH,
         GENERIC_N_TRAIN if generic else 24000,
