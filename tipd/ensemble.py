@@ -105,11 +105,11 @@ class Ensemble:
         self.provider: str = session.get_providers()[0]
         self.size = self.manifest.preprocessing.size
         self.channels = tuple(self.manifest.preprocessing.channels)
-        missing = set(OUTPUTS) - {o.name for o in session.get_outputs()}
-        if missing:
+        absent = set(OUTPUTS) - {o.name for o in session.get_outputs()}
+        if absent:
             raise ModelError(
-                f"{path}: the graph lacks the outputs {sorted(missing)}; tipd runs graphs with "
-                f"{', '.join(OUTPUTS)}, as `tipd train` exports them"
+                f"{path}: no output named {', '.join(sorted(absent))}; a model graph has the "
+                f"outputs {', '.join(OUTPUTS)} (`tipd train` writes such graphs)"
             )
         self.familiarity: Familiarity | None = None
         if self.manifest.familiarity is not None:

@@ -1,10 +1,9 @@
 """``tipd familiarity``: fit a model's familiarity statistics (:mod:`tipd.familiarity`).
 
 Renders frames of the model's own training seed and validation seed, as the generator version
-the model was last fitted on drew them, reads the graph's
-``features`` output on them (the hidden features every net's last linear layer reads) and
-writes ``familiarity.npz`` with its sha256 into the manifest; the graph is left as it is. Runs
-on the CPU in a minute or two.
+the model was last fitted on drew them, reads the graph's ``features`` output on them (the
+hidden features every net's last linear layer reads) and writes ``familiarity.npz`` with its
+sha256 into the manifest; the graph is left as it is. Runs on the CPU in a minute or two.
 """
 
 from __future__ import annotations
