@@ -21,7 +21,7 @@ from tipd.models import find
 from tipd.synth.generate import generate
 from tipd.taxonomy import UNFAMILIAR, taxonomy
 from tipd.train.metrics import auroc
-from tipd.train.revote import synth_seeds
+from tipd.train.provenance import synth_seeds
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from tipd.synth.generate import generate
 from tipd.taxonomy import taxonomy
 from tipd.train.data import Dataset
 from tipd.train.metrics import confusion, single_label
-from tipd.train.revote import synth_seeds
+from tipd.train.provenance import synth_seeds
 
 #: parameters with more distinct values than this are not tabulated (seeds, indices, ...)
 MAX_VALUES = 12

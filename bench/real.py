@@ -172,7 +172,7 @@ def synthetic_familiarity(ens: Ensemble, n: int) -> tuple[np.ndarray, np.ndarray
     version it was last fitted on drew them), and the part of it from the hidden features alone."""
     from tipd.train.data import synthetic
     from tipd.train.familiar import features
-    from tipd.train.revote import frames_version, synth_seeds
+    from tipd.train.provenance import frames_version, synth_seeds
 
     m = ens.manifest
     size, channels = m.preprocessing.size, tuple(m.preprocessing.channels)

@@ -27,8 +27,8 @@ from tipd.train.data import Dataset, synthetic
 from tipd.train.export import Fused
 from tipd.train.fuse import member_views
 from tipd.train.onnx_weights import load_member
+from tipd.train.provenance import synth_seeds
 from tipd.train.report import evaluate_all
-from tipd.train.revote import synth_seeds
 from tipd.train.stack import fit_stack, stacked
 
 

@@ -542,3 +542,40 @@ def test_frames_the_model_does_not_know_are_reported_and_never_acted_on(
     finally:
         out = stop(d)
     assert "blind" in out
+
+
+def test_restarted_on_a_spot_it_conditioned_tipd_moves_away_then_conditions_there(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    """The gate's spots survive a restart; a pulse refused on one leads to a move to the nearest
+    free area, and the next pulse is sent there (nobody answers the controller endpoint: the
+    commands are sent and fail, which is all this needs)."""
+    models = model_dir(tiny_model, tmp_path / "models", thresholds=0.0)
+    spot = ACTIVE.replace("forbidden_radius_nm = 0.0", "forbidden_radius_nm = 20.0")
+    control = f"tcp://127.0.0.1:{free_port()}"
+
+    def run(frame_ids: list[str], at: tuple[float, float]) -> list[dict[str, object]]:
+        d = start(tmp_path, models, tipd_exe, extra=spot, control=control)
+        try:
+            t = time.time()
+            for frame_id in frame_ids:
+                f = frame(frame_id=frame_id).replace(position_nm=at)
+                d.send(encode_frame(f.header(), GOOD.data))
+                d.events_until("state.stm1", 10.0)
+            time.sleep(0.5)
+        finally:
+            stop(d)
+        rows = query(d.journal, "commands", last=100)
+        return sorted((c for c in rows if float(c["t_sent"]) >= t), key=lambda c: c["t_sent"])
+
+    first = run(["a1"], (0.0, 0.0))
+    assert [c["action"] for c in first] == ["pulse", "move"]
+    second = run(["b1"], (0.0, 0.0))  # restarted where it pulsed
+    assert [(c["action"], c["status"]) for c in second[:2]] == [
+        ("pulse", "refused"),
+        ("move", second[1]["status"]),
+    ]
+    assert "forbidden area" in str(second[0]["detail"]) and second[1]["status"] != "refused"
+    move = json.loads(str(second[1]["params"]))
+    third = run(["c1"], (move["dx_nm"], move["dy_nm"]))  # where the move took it
+    assert third and third[0]["action"] == "pulse" and third[0]["status"] != "refused"

@@ -17,7 +17,7 @@ from tipd.models import ModelError, find, load_manifest
 from tipd.scanlines import TipChangeEvidence
 from tipd.synth.generate import drawn_as, generate
 from tipd.taxonomy import UNFAMILIAR
-from tipd.train.revote import frames_version
+from tipd.train.provenance import frames_version
 
 
 def clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +70,9 @@ def test_watch_folder_publishes_new_scans_and_reports_bad_ones(
         text=True,
     )
     try:
-        time.sleep(1.5)
+        assert proc.stderr is not None
+        said = proc.stderr.readline()  # it has taken stock of what was there before
+        assert said.startswith("watching "), said
         (tmp_path / "broken.sxm").write_bytes(b"not a Nanonis file")
         shutil.copy(fixtures_dir / "FeSe_topography.sxm", tmp_path / "FeSe.sxm")
         got = []
@@ -89,3 +90,4 @@ def test_watch_folder_publishes_new_scans_and_reports_bad_ones(
     assert [h.frame_id for _, h, _ in got] == ["FeSe", "scan_0002"]
     assert got[0][1].microscope == "stm7" and got[0][1].shape == (224, 224)
     assert "broken.sxm" in err and "not published" in err and "there_before" not in out
+    assert said.rstrip().endswith("as stm7")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from tipd.protocol import Command
-from tipd.safety import Limits, SafetyGate
+from tipd.safety import CODES, Limits, SafetyGate
 
 L = Limits()
 EPS = 1e-9
@@ -199,3 +200,53 @@ def test_reasons_say_why_the_gate_refuses_and_what_clears_it(tmp_path: Path) -> 
     stop.unlink()
     clock[0] = 3600.0 + 601.0
     assert gate.reasons() == [] and gate.status()["refusing"] == []
+
+
+def test_only_an_operator_clears_needs_operator() -> None:
+    g, _ = gate(limits=Limits(cooldown_s=0, max_fruitless=2))
+    for k in range(2):
+        g.commit(cmd("pulse", bias_V=3.0, width_s=0.1), (100.0 * k, 0.0))
+    assert g.needs_operator
+    for _ in range(10):
+        g.good_frame()
+    assert g.needs_operator and g.fruitless == 0
+    assert not g.check(cmd("pulse", bias_V=3.0, width_s=0.1), (900.0, 0.0)).allowed
+    restored, _ = gate()
+    restored.restore(g.snapshot())
+    restored.good_frame()
+    assert restored.needs_operator
+    g.reset_operator()
+    assert not g.needs_operator
+
+
+def test_every_refusal_carries_its_code(tmp_path: Path) -> None:
+    g, clock = gate(
+        limits=Limits(max_actions_per_hour=2, max_fruitless=3), stop_file=tmp_path / "S"
+    )
+    pulse = cmd("pulse", bias_V=3.0, width_s=0.1)
+    assert g.check(cmd("pulse", bias_V=99.0, width_s=0.1), (0, 0)).code == "limit"
+    g.commit(pulse, (0.0, 0.0))
+    assert g.check(pulse, (100.0, 0.0)).code == "cooldown"
+    clock.t += 10
+    assert g.check(pulse, (1.0, 0.0)).code == "forbidden"
+    g.commit(pulse, (100.0, 0.0))
+    clock.t += 10
+    assert g.check(pulse, (200.0, 0.0)).code == "budget"
+    g.hold()
+    assert g.check(pulse, (200.0, 0.0)).code == "hold"
+    (tmp_path / "S").touch()
+    assert g.check(pulse, (200.0, 0.0)).code == "stop"
+    assert g.check(pulse, (200.0, 0.0)).code in CODES
+
+
+def test_the_way_out_is_the_nearest_free_area_within_a_move() -> None:
+    g, _ = gate(limits=Limits(cooldown_s=0, max_move_nm=300.0))
+    assert g.way_out((0.0, 0.0), 150.0) == (150.0, 0.0)  # nothing forbidden: one step along +x
+    g.commit(cmd("pulse", bias_V=3.0, width_s=0.1), (150.0, 0.0))
+    assert g.way_out((0.0, 0.0), 150.0) == (0.0, 150.0)  # +x is taken: the next, anticlockwise
+    for spot in ((0.0, 150.0), (-150.0, 0.0), (0.0, -150.0)):
+        g.commit(cmd("pulse", bias_V=3.0, width_s=0.1), spot)
+    dx, dy = g.way_out((0.0, 0.0), 150.0) or (0.0, 0.0)
+    assert math.hypot(dx, dy) == pytest.approx(150.0 * math.sqrt(2))  # the diagonals are next
+    crowded, _ = gate(limits=Limits(max_move_nm=100.0))
+    assert crowded.way_out((0.0, 0.0), 150.0) is None  # no step fits in a move

@@ -87,7 +87,8 @@ def test_revote_builds_the_vote_again_and_leaves_the_nets(
     """``tipd revote`` with the weighted mean, no mirror: the old vote, on the same members,
     here after the generator changed since the model was trained."""
     from tipd.train.fuse import VoteSettings
-    from tipd.train.revote import revote, synth_source
+    from tipd.train.provenance import synth_source
+    from tipd.train.revote import revote
 
     out, reports = tmp_path / "weighted", tmp_path / "reports"
     before = load_manifest(tiny_model)
@@ -406,7 +407,7 @@ def test_tipd_train_runs_the_recipe_each_shipped_model_records() -> None:
     from tipd.models import models_root
     from tipd.train.fuse import DEFAULT_VOTE
     from tipd.train.pipeline import Budget, TrainConfig, budget_for, candidates_for
-    from tipd.train.revote import synth_source
+    from tipd.train.provenance import synth_source
 
     def pin_budget(surface: str, training: dict[str, Any]) -> Budget:
         device = torch.device("cpu" if training["device"] == "cpu" else "cuda")
@@ -538,7 +539,7 @@ def test_a_model_is_judged_on_the_frames_of_its_generator_version(tiny_model: Pa
     drew them; a manifest's version is its revote's, else its training's, else 1."""
     from tipd.synth.generate import drawn_as, generate, generic_scale
     from tipd.train.data import synthetic
-    from tipd.train.revote import frames_version
+    from tipd.train.provenance import frames_version
 
     now = GENERATOR["generic"]
     old = synthetic("generic", 6, 3, 64, 1, version=2)

@@ -153,6 +153,9 @@ def test_the_live_page_draws_the_scan_and_stops_the_microscope(web: Web, browser
 
     browser.get(web.url + "/")
     _until(lambda: browser.find_element(By.ID, "link").text == "connected")
+    # before any frame: the daemon's state and mode, asked of it at once
+    _until(lambda: browser.find_element(By.ID, "daemon").text == "serving")
+    assert "LIVE" in browser.find_element(By.ID, "mode").text
     f = frame(rows=64, frame_id="live1")
     f.data[:, 26:38] += 3e-10  # a ridge down the middle: bright there, dark beside it
     for k, parts in enumerate(_chunks(f)):
@@ -192,6 +195,7 @@ def test_the_live_page_draws_the_scan_and_stops_the_microscope(web: Web, browser
     )
     assert json.loads(status.stdout)["gates"]["stm1"]["held"] is True  # the daemon holds it
     assert "on hold" in browser.find_element(By.CSS_SELECTOR, "#mic-stm1 .said").text
+    _until(lambda: browser.find_element(By.ID, "daemon").text == "held: stm1: on hold")
     browser.find_element(By.CSS_SELECTOR, "#mic-stm1 .release").click()
     _until(
         lambda: (
@@ -203,6 +207,9 @@ def test_the_live_page_draws_the_scan_and_stops_the_microscope(web: Web, browser
     assert "hold by web:" in timeline and "release by web:" in timeline
     metrics = _http(web.url + "/metrics")[1]
     assert 'tipd_frames_total{microscope="stm1"} 1.0' in metrics
+    assert "tipd_daemon_up 1.0" in metrics
+    serving = 'tipd_daemon_state{state="serving"} 1.0'  # released: serving again
+    _until(lambda: serving in _http(web.url + "/metrics")[1])
     assert "tipd_decision_latency_seconds_bucket" in metrics
 
 
@@ -350,6 +357,14 @@ def test_beyond_loopback_every_request_needs_the_token(tmp_path: Path, tipd_exe:
         )
         with urllib.request.urlopen(bearer) as reply:
             assert reply.status == 200
+
+        def daemon() -> dict[str, Any]:
+            with urllib.request.urlopen(bearer) as reply:
+                said: dict[str, Any] = json.loads(reply.read())[0]
+                return said
+
+        absent = _until(lambda: daemon()["answering"] is False and daemon())  # no tipd run here
+        assert absent["endpoint"] == "tcp://127.0.0.1:5553" and absent["state"] is None
 
         async def opens(path: str) -> bool:
             try:

@@ -1,7 +1,7 @@
 """``tipd classify FILE...``: the offline entry point a lab tries first on its archive.
 
-It shares the daemon's path: read → :mod:`tipd.preprocess` → :class:`tipd.ensemble.Ensemble`
-→ :func:`tipd.ensemble.decide`.
+It shares the daemon's path: read → the decision step (:func:`tipd.decide.step`, advisory, on a
+history of its own for each file: a scan judged alone).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from tipd.decide import Rules, history, step
 from tipd.ensemble import Decision, Ensemble
 from tipd.frames import Frame
 from tipd.models import ModelError, find
@@ -53,7 +54,7 @@ def classify_files(
     for path in paths:
         try:
             frame = read_any(path, direction=direction)
-            decision = ensemble.classify([frame])[0]
+            decision = judge(frame, ensemble)
         except ReaderError as exc:
             failed += 1
             if as_json:
@@ -77,6 +78,12 @@ def classify_files(
             f"wrote {verdict_sheet(seen, sheet, name)}", file=sys.stderr if as_json else sys.stdout
         )
     return 1 if failed else 0
+
+
+def judge(frame: Frame, ensemble: Ensemble) -> Decision:
+    """The decision step's verdict on ``frame`` seen alone (no earlier frame of its area)."""
+    alone = history(frame.microscope, set(ensemble.manifest.desirable))
+    return step(frame, alone, ensemble, Rules(advisory=True)).decision
 
 
 def verdict_sheet(

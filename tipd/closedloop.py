@@ -14,8 +14,8 @@ Conditioners (one per policy compared):
   the frame's line-to-line scatter); after ``bad_run`` (5) bad frames in a row a light indent
   (0.9 nm), after the next run an aggressive one (1.5 nm), each followed by a move to a fresh
   area.
-* :class:`TipdConditioner`: the daemon's own path: the shipped ensemble, :class:`Policy` and
-  :class:`SafetyGate` (on the simulated clock).
+* :class:`TipdConditioner`: the daemon's own decision step (:mod:`tipd.decide`) with the
+  shipped ensemble, on the simulated clock.
 
 Every command any conditioner sends is also checked against the hard limits on its own
 (``violations`` must stay 0) and the microscope's refusals are counted.
@@ -28,9 +28,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tipd.decide import Action, Rules, history, replied, step
 from tipd.ensemble import Ensemble
 from tipd.frames import Frame
-from tipd.policy import Policy, PolicyConfig, Proposal
+from tipd.policy import PolicyConfig
 from tipd.preprocess import line_jumps
 from tipd.protocol import Command, Reply
 from tipd.safety import Limits, SafetyGate
@@ -111,7 +112,8 @@ class ScanbotHeuristic:
 
 @dataclass
 class TipdConditioner:
-    """The daemon's decision path on whole frames: ensemble → policy → safety gate."""
+    """The daemon's decision step (:func:`tipd.decide.step`, live) on whole frames, on the
+    simulated clock."""
 
     ensemble: Ensemble
     microscope: str
@@ -120,35 +122,23 @@ class TipdConditioner:
     name: str = "tipd"
 
     def __post_init__(self) -> None:
-        self.policy = Policy(set(self.ensemble.manifest.desirable), self.policy_config)
         self._t = 0.0
-        self.gate = SafetyGate(limits=self.limits, clock=lambda: self._t)
-        self._proposals: dict[str, Proposal] = {}
+        desirable = set(self.ensemble.manifest.desirable)
+        self.history = history(
+            self.microscope, desirable, self.policy_config, self.limits, clock=lambda: self._t
+        )
+        self._sent: dict[str, Action] = {}
 
     def decide(self, frame: Frame, t_s: float) -> list[Command]:
         self._t = t_s
-        decision = self.ensemble.classify([frame])[0]
-        if self.policy.good(decision.state, decision.bad):
-            self.gate.good_frame()
-        confidence = decision.classes.get(decision.state, 0.0)
-        out: list[Command] = []
-        position = frame.position_nm
-        for p in self.policy.observe(decision.state, confidence, frame.frame_id, decision.bad):
-            command = p.command(self.microscope)
-            if not self.gate.check(command, position).allowed:
-                self.policy.refused(p)
-                break
-            self.gate.commit(command, position)
-            self._proposals[command.id] = p
-            out.append(command)
-            if p.action == "move":
-                position = (position[0] + p.params["dx_nm"], position[1] + p.params["dy_nm"])
-        return out
+        done = step(frame, self.history, self.ensemble, Rules(advisory=False))
+        self._sent.update({a.command.id: a for a in done.actions if a.outcome == "send"})
+        return done.to_send
 
     def told(self, command: Command, reply: Reply) -> None:
-        p = self._proposals.pop(command.id, None)
-        if p is not None and reply.status != "done":
-            self.policy.refused(p)
+        action = self._sent.pop(command.id, None)
+        if action is not None:
+            replied(self.history, action, reply)
 
 
 # ------------------------------------------------------------------------ episodes

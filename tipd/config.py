@@ -20,8 +20,9 @@ from tipd.safety import Limits
 def state_dir() -> Path:
     """The folder tipd keeps its journal (and a bridge its executed ids) in, when the settings
     name no other: systemd's ``$STATE_DIRECTORY`` (``StateDirectory=tipd``: /var/lib/tipd),
-    else ``$XDG_STATE_HOME/tipd``, else ``~/.local/state/tipd``. The daemon, ``tipd journal``,
-    ``tipd events`` and ``make demo`` all find the journal here."""
+    else ``$XDG_STATE_HOME/tipd``, else ``~/.local/state/tipd``. The daemon, ``tipd journal`` and
+    ``tipd events`` find the journal here (``make demo`` keeps its own, in
+    ``demo-out/state``)."""
     systemd = os.environ.get("STATE_DIRECTORY")
     if systemd:
         return Path(systemd.split(":")[0])

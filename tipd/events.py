@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import zmq
 import zmq.asyncio
 
+from tipd import ports
 from tipd.curve import Curve
 from tipd.protocol import (
     EVENT_KINDS,
@@ -35,7 +36,7 @@ class EventPublisher:
         self.socket.setsockopt(zmq.SNDHWM, 10000)
         if curve is not None:
             curve.server(self.socket, name)
-        self.socket.bind(endpoint)
+        ports.bind(self.socket, endpoint, name)
         self.sent = 0
 
     async def publish(self, event: _Event) -> None:

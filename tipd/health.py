@@ -1,6 +1,7 @@
-"""The daemon's health reports: its counters, the ``health`` event (periodic, or at once when a
-microscope's state calls for it) with systemd's status and watchdog, summaries of the error
-reports held back, and journal and archive retention.
+"""The daemon's health reports: its counters, its named state (:mod:`tipd.condition`), the
+``health`` event (periodic, or at once when a microscope's state calls for it) with systemd's
+status and watchdog, summaries of the error reports held back, and journal and archive
+retention.
 """
 
 from __future__ import annotations
@@ -8,17 +9,42 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING
+from collections import Counter
+from typing import Protocol
 
 import structlog
 
+from tipd.archive import Archive
+from tipd.condition import Facts, Phase, State, daemon_state
+from tipd.config import Settings
+from tipd.curve import Curve
+from tipd.events import EventPublisher
+from tipd.journal import Journal
+from tipd.microscopes import Microscopes
+from tipd.modelset import ModelSet
 from tipd.protocol import ErrorEvent, HealthEvent
+from tipd.ratelimit import ErrorBudget
 from tipd.systemd import sd_notify
 
-if TYPE_CHECKING:
-    from tipd.service import Daemon
-
 log = structlog.get_logger("tipd")
+
+
+class Serving(Protocol):
+    """What health reports read of a serving daemon (:class:`tipd.service.Daemon`)."""
+
+    settings: Settings
+    models: ModelSet
+    counters: Counter[str]
+    curve: Curve | None
+    journal: Journal
+    archive: Archive | None
+    mics: Microscopes
+    error_budget: ErrorBudget
+    events: EventPublisher
+    started: float  #: monotonic s
+    backlog: int  #: messages waiting behind the last one received
+    phase: Phase
+    silent: set[str]  #: microscopes whose controller did not answer
 
 
 def event_microscope(microscope: str) -> str:
@@ -27,9 +53,9 @@ def event_microscope(microscope: str) -> str:
 
 
 class HealthReports:
-    """What a :class:`tipd.service.Daemon` says of its own health."""
+    """What a serving daemon says of its own health."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Serving) -> None:
         self.daemon = daemon
         self.pruned = 0.0  #: unix time the journal was last pruned
 
@@ -59,12 +85,30 @@ class HealthReports:
             **archive,
         }
 
+    def state(self) -> tuple[State, list[str]]:
+        """The daemon's named state and why (:func:`tipd.condition.daemon_state`)."""
+        d = self.daemon
+        mics = list(d.mics)
+        stop_file = d.settings.safety.stop_file
+        return daemon_state(
+            Facts(
+                phase=d.phase,
+                journal_failing=bool(d.journal.pending),
+                silent=sorted(d.silent),
+                stopped=bool(stop_file and stop_file.exists()),
+                held=sorted(m.name for m in mics if m.gate.held),
+                needs_operator=sorted(m.name for m in mics if m.gate.needs_operator),
+                blind=self.blind(),
+            )
+        )
+
     def event(self, microscope: str) -> HealthEvent:
         """The health event now: the periodic one (``microscope`` ``*``), or one that a
         microscope's state raised at once."""
         d = self.daemon
-        mics = list(d.mics.values())
+        mics = list(d.mics)
         stop_file = d.settings.safety.stop_file
+        state, why = self.state()
         return HealthEvent(
             microscope=microscope,
             uptime_s=time.monotonic() - d.started,
@@ -76,13 +120,15 @@ class HealthReports:
             held=sorted(m.name for m in mics if m.gate.held),
             stopped=bool(stop_file and stop_file.exists()),
             advisory=d.settings.advisory,
+            state=state,
+            why=[w[:512] for w in why],
         )
 
     def blind(self) -> dict[str, int]:
         """Microscopes whose last ``blind_after`` or more whole frames were unfamiliar: how
         many in a row."""
         n = self.daemon.settings.blind_after
-        return {m.name: m.unfamiliar for m in self.daemon.mics.values() if m.unfamiliar >= n}
+        return {m.name: m.unfamiliar for m in self.daemon.mics if m.unfamiliar >= n}
 
     async def summarise_errors(self) -> None:
         """One ``error`` event per key whose reports were held back in its last window."""
@@ -109,7 +155,8 @@ class HealthReports:
                 next_health = time.monotonic() + self.daemon.settings.health_s
                 await self.daemon.events.publish(self.event("*"))
                 frames, errors = self.daemon.counters["frames"], self.daemon.counters["errors"]
-                sd_notify(f"STATUS=frames {frames}, errors {errors}")
+                state, _ = self.state()
+                sd_notify(f"STATUS={state}: frames {frames}, errors {errors}")
             if watchdog:
                 sd_notify("WATCHDOG=1")
             period = min(self.daemon.settings.health_s, 1.0)

@@ -58,8 +58,11 @@ def who() -> str:
 
 
 def describe(reply: OperatorReply) -> list[str]:
-    """Lines for a person: the reply's detail, then one per microscope and each reason."""
-    lines = [reply.detail] if reply.detail else []
+    """Lines for a person: the daemon's state and why (on a status reply), the reply's
+    detail, then one line per microscope and each reason its gate refuses."""
+    lines = [f"tipd: {reply.state}"] if reply.state else []
+    lines += [f"  {w}" for w in reply.why]
+    lines += [reply.detail] if reply.detail else []
     for name, status in sorted(reply.gates.items()):
         lines.append(f"{name}: {_state(status)}")
         lines += [f"  refusing: {r}" for r in status.get("refusing", [])]

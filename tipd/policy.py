@@ -102,6 +102,9 @@ class Proposal:
     rung: int
     frame_id: str
     follow_up: bool = False  #: a move that follows a pulse or crash to a fresh area
+    #: a move around a forbidden spot to the nearest free area (:mod:`tipd.decide`), not a
+    #: step of the policy's spiral: refusing it changes nothing here
+    detour: bool = False
 
     def command(self, microscope: str) -> Command:
         """The wire command that carries this proposal out on ``microscope``, with its reason."""
@@ -233,7 +236,9 @@ class Policy:
         no move was made: neither ``proposal`` if it is a move, nor the follow-up move planned
         with a refused pulse or crash (the daemon sends nothing after a refusal). The spiral
         of moves takes that step again next time, so it never drifts off the path it planned
-        and back onto a spot that was conditioned."""
+        and back onto a spot that was conditioned. A ``detour`` was never the policy's."""
+        if proposal.detour:
+            return
         if proposal.action in CONDITIONING:
             self.await_frame = False  # nothing was done: no fresh frame is needed
         planned_move = proposal.action == "move" or (

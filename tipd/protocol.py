@@ -257,6 +257,10 @@ class _Event(_Strict):
     t: Positive = Field(default_factory=time.time)
 
 
+#: the daemon's states, as :mod:`tipd.condition` names them
+DaemonStateName = Literal["starting", "serving", "degraded", "held", "blind", "stopping"]
+
+
 class StateEvent(_Event):
     """Decision on one frame or rolling window. Confidences are 0–1 per class."""
 
@@ -318,6 +322,10 @@ class HealthEvent(_Event):
     stopped: bool = False
     #: tipd decides and reports but sends nothing (None: not said)
     advisory: bool | None = None
+    #: the daemon's state (:mod:`tipd.condition`: starting, serving, degraded, held, blind,
+    #: stopping; None: not said) and one line per condition behind it
+    state: DaemonStateName | None = None
+    why: list[Annotated[str, Field(max_length=512)]] = []
 
 
 class OperatorEvent(_Event):
@@ -361,6 +369,9 @@ class OperatorReply(_Strict):
     ok: bool
     detail: Annotated[str, Field(max_length=4096)] = ""
     gates: dict[str, dict[str, Any]] = {}
+    #: the daemon's state and why (as in :class:`HealthEvent`), on a ``status`` request
+    state: DaemonStateName | None = None
+    why: list[Annotated[str, Field(max_length=512)]] = []
 
 
 _EVENT_KIND = {model: kind for kind, model in EVENT_MODELS.items()}

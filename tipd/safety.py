@@ -47,12 +47,27 @@ class Limits:
     cooldown_s: float = 5.0  #: between pulses/crashes
 
 
+#: what a refusal is for (:attr:`Verdict.code`), in the order :meth:`SafetyGate.check` tries them
+CODES = (
+    "stop",
+    "hold",
+    "needs_operator",
+    "limit",
+    "budget",
+    "fruitless",
+    "cooldown",
+    "forbidden",
+)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """The gate's answer: ``allowed``, and if not, ``reason`` (which limit, what value)."""
+    """The gate's answer: ``allowed``, and if not, ``reason`` (which limit, what value) and
+    ``code``, one of :data:`CODES`."""
 
     allowed: bool
     reason: str = ""
+    code: str = ""
 
 
 @dataclass
@@ -77,16 +92,20 @@ class SafetyGate:
     def check(self, command: Command, position_nm: tuple[float, float]) -> Verdict:
         """Whether ``command`` may be sent now, with the tip at ``position_nm`` (sample nm)."""
         if self.stop_file is not None and self.stop_file.exists():
-            return Verdict(False, f"stop file {self.stop_file} is present: all actions halted")
+            return Verdict(
+                False, f"stop file {self.stop_file} is present: all actions halted", "stop"
+            )
         if command.action == "withdraw":  # retracting the tip is always allowed
             return Verdict(True)
         if self.held:
-            return Verdict(False, "on hold: all actions halted until released")
+            return Verdict(False, "on hold: all actions halted until released", "hold")
         if self.needs_operator:
-            return Verdict(False, "needs_operator: too many actions without a good frame")
+            return Verdict(
+                False, "needs_operator: too many actions without a good frame", "needs_operator"
+            )
         limit = self.limit_violation(command)
         if limit:
-            return Verdict(False, limit)
+            return Verdict(False, limit, "limit")
         now = self.clock()
         recent = sum(1 for t in self._times if now - t < 3600.0)
         conditioning = command.action in CONDITIONING
@@ -95,33 +114,64 @@ class SafetyGate:
                 False,
                 f"budget: {recent} actions in the last hour "
                 f"(at most {self.limits.max_actions_per_hour})",
+                "budget",
             )
         if conditioning and self.fruitless >= self.limits.max_fruitless:
             return Verdict(
                 False,
                 f"budget: {self.fruitless} actions without a good frame "
                 f"(at most {self.limits.max_fruitless})",
+                "fruitless",
             )
         if conditioning and self._last is not None and now - self._last < self.limits.cooldown_s:
             return Verdict(
                 False,
                 f"cooldown: {now - self._last:.2f} s since the last action "
                 f"(at least {self.limits.cooldown_s} s)",
+                "cooldown",
             )
         target = position_nm
         if isinstance(command.params, MoveParams):
             target = (position_nm[0] + command.params.dx_nm, position_nm[1] + command.params.dy_nm)
         if command.action in ("pulse", "crash", "move"):
-            for spot in self._spots:
+            spot = self._nearest_spot(target)
+            if spot is not None:
                 d = math.dist(spot, target)
-                if d < self.limits.forbidden_radius_nm:
-                    return Verdict(
-                        False,
-                        f"forbidden area: {d:.1f} nm from an earlier action at "
-                        f"({spot[0]:.1f}, {spot[1]:.1f}) nm (keep "
-                        f"{self.limits.forbidden_radius_nm} nm away)",
-                    )
+                return Verdict(
+                    False,
+                    f"forbidden area: {d:.1f} nm from an earlier action at "
+                    f"({spot[0]:.1f}, {spot[1]:.1f}) nm (keep "
+                    f"{self.limits.forbidden_radius_nm} nm away)",
+                    "forbidden",
+                )
         return Verdict(True)
+
+    def _nearest_spot(self, target: tuple[float, float]) -> tuple[float, float] | None:
+        """The first conditioned spot closer to ``target`` (nm) than the forbidden radius."""
+        for spot in self._spots:
+            if math.dist(spot, target) < self.limits.forbidden_radius_nm:
+                return spot
+        return None
+
+    def way_out(
+        self, position_nm: tuple[float, float], step_nm: float
+    ) -> tuple[float, float] | None:
+        """The shortest move ``(dx, dy)`` (nm) from ``position_nm`` to an area outside every
+        forbidden radius: the nearest point of a square grid of ``step_nm`` around it (ties:
+        the first anticlockwise from +x), within ``max_move_nm``; None when every such point
+        is forbidden, or no step fits in a move."""
+        reach = int(self.limits.max_move_nm // step_nm) if step_nm > 0 else 0
+        points = [
+            (i * step_nm, j * step_nm)
+            for i in range(-reach, reach + 1)
+            for j in range(-reach, reach + 1)
+            if (i, j) != (0, 0) and math.hypot(i, j) * step_nm <= self.limits.max_move_nm
+        ]
+        points.sort(key=lambda p: (round(math.hypot(*p), 6), math.atan2(p[1], p[0]) % math.tau))
+        for dx, dy in points:
+            if self._nearest_spot((position_nm[0] + dx, position_nm[1] + dy)) is None:
+                return dx, dy
+        return None
 
     def limit_violation(self, command: Command) -> str:
         """Which hard limit ``command`` exceeds ('limit: …'), or '' when within all of them."""

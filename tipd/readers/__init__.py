@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tipd.errors import UserError
 from tipd.frames import Frame
+from tipd.readers.error import ReaderError
 
-
-class ReaderError(UserError, ValueError):
-    """A file that cannot be read as a scan: the message names the file and the reason."""
-
+__all__ = ["SUFFIXES", "ReaderError", "find_scans", "read_any"]
 
 SUFFIXES = (".sxm", ".z_mtrx", ".gwy", ".sm4", ".npy")
 

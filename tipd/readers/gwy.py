@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tipd.frames import Frame
-from tipd.readers import ReaderError
+from tipd.readers.error import ReaderError
 
 #: words in a Gwyddion channel title that mark the backward (retrace) scan direction
 BACKWARD_WORDS = ("backward", "bwd", "retrace", "<-")

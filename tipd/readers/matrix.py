@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tipd.frames import Frame
-from tipd.readers import ReaderError
+from tipd.readers.error import ReaderError
 
 
 def read_matrix(path: Path, direction: str = "forward") -> Frame:

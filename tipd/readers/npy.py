@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from tipd.frames import Frame
-from tipd.readers import ReaderError
+from tipd.readers.error import ReaderError
 
 _FIELDS = {
     "scan_size_nm",

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tipd.frames import Frame
-from tipd.readers import ReaderError
+from tipd.readers.error import ReaderError
 
 _PAGE_HEADER = struct.Struct(
     "<HH"  # field size, string count

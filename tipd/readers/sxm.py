@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tipd.frames import Frame
-from tipd.readers import ReaderError
+from tipd.readers.error import ReaderError
 
 _END = b":SCANIT_END:"
 

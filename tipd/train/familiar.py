@@ -17,7 +17,7 @@ from tipd import familiarity
 from tipd.ensemble import Ensemble
 from tipd.models import MANIFEST, load_manifest, sha256_file
 from tipd.train.data import synthetic
-from tipd.train.revote import frames_version, synth_seeds
+from tipd.train.provenance import frames_version, synth_seeds
 
 FILE = "familiarity.npz"
 

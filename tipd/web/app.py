@@ -53,6 +53,8 @@ log = structlog.get_logger("tipd.web")
 
 #: messages a slow browser may fall behind by before the oldest are dropped
 CLIENT_QUEUE = 2000
+#: seconds between two questions to the daemon about its state
+DAEMON_POLL_S = 3.0
 
 
 @dataclass
@@ -111,6 +113,27 @@ class State:
         finally:
             sub.close()
 
+    async def watch_daemon(self, every_s: float = DAEMON_POLL_S) -> None:
+        """Ask the daemon for its state every ``every_s`` seconds (its operator endpoint's
+        ``status``), so the page says at once what it is doing, or that no daemon answers."""
+        from tipd.operator import NoAnswerError, ask
+
+        request = OperatorRequest(op="status")
+        endpoint = self.config.operator
+        while True:
+            try:
+                reply = await asyncio.to_thread(ask, endpoint, request, 2.0, self.config.curve)
+            except (NoAnswerError, ProtocolError):
+                said = self.hub.daemon_heard(None, endpoint=endpoint)
+                self.metrics.daemon(None)
+            else:
+                said = self.hub.daemon_heard(
+                    reply.state, reply.why, reply.detail.startswith("advisory"), endpoint
+                )
+                self.metrics.daemon(reply.state)
+            self.broadcast(said)
+            await asyncio.sleep(every_s)
+
     async def notify(self, text: str) -> None:
         log.warning("alert", text=text)
         if not self.config.webhook:
@@ -148,11 +171,13 @@ def create_app(config: WebConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(state.listen())
+        tasks = [asyncio.create_task(state.listen()), asyncio.create_task(state.watch_daemon())]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def live(request: Request) -> Response:
         return HTMLResponse(_page("live.html"))

@@ -101,6 +101,9 @@ class Hub:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)  #: latest whole frame
     images: dict[str, LiveImage] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)  #: the latest periodic health
+    #: the daemon as last heard: ``answering`` (None: not asked yet), its ``state``, ``why``,
+    #: ``advisory``, and the operator ``endpoint`` asked (:meth:`daemon_heard`)
+    daemon: dict[str, Any] = field(default_factory=lambda: {"type": "daemon", "answering": None})
     timeline: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=TIMELINE))
     undecodable: int = 0
 
@@ -129,6 +132,8 @@ class Hub:
         elif isinstance(event, HealthEvent):
             if event.microscope == "*":
                 self.health = body
+                if event.state is not None:
+                    out += self.daemon_heard(event.state, event.why, event.advisory)
             out.append({"type": "health", **body})
         if not (isinstance(event, StateEvent) and event.kind == "window"):
             entry = {
@@ -170,9 +175,30 @@ class Hub:
         img.rows_seen = max(img.rows_seen, first + n)
         return [img.to_message(mic, first, n, header.t_acquired)]
 
+    def daemon_heard(
+        self,
+        state: str | None,
+        why: list[str] | None = None,
+        advisory: bool | None = None,
+        endpoint: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """What the daemon said of itself (a health event, or its answer to ``status``), or
+        that nothing answered at ``endpoint`` (``state`` None): the ``daemon`` message for
+        the browsers when that changes what they show, else nothing."""
+        known = {**self.daemon}
+        if endpoint is not None:
+            known["endpoint"] = endpoint
+        if state is None:
+            known.update(answering=False, state=None, why=[], advisory=None)
+        else:
+            known.update(answering=True, state=state, why=list(why or []), advisory=advisory)
+        changed = known != self.daemon
+        self.daemon = known
+        return [dict(known)] if changed else []
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Everything a browser that connects now needs, as messages."""
-        out: list[dict[str, Any]] = []
+        out: list[dict[str, Any]] = [dict(self.daemon)]
         for mic, img in self.images.items():
             out.append(img.to_message(mic, 0, img.rows_seen, time.time()))
         for body in self.states.values():

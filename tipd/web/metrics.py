@@ -14,6 +14,9 @@
 ``tipd_needs_operator``               1 while a microscope waits for ``tipd reset``
 ``tipd_held``                         1 while a microscope is on hold
 ``tipd_daemon_uptime_seconds``        from the latest health event
+``tipd_daemon_up``                    1 while the daemon answers, 0 when it does not
+``tipd_daemon_state``                 1 for the daemon's state now (:mod:`tipd.condition`),
+                                      0 for the others
 ====================================  ==========================================================
 """
 
@@ -22,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from tipd.condition import STATES
 
 
 class Metrics:
@@ -59,6 +64,8 @@ class Metrics:
         )
         self.held = Gauge("tipd_held", "1 while on hold", ["microscope"], registry=r)
         self.uptime = Gauge("tipd_daemon_uptime_seconds", "daemon uptime", registry=r)
+        self.up = Gauge("tipd_daemon_up", "1 while the daemon answers", registry=r)
+        self.state = Gauge("tipd_daemon_state", "the daemon's state", ["state"], registry=r)
 
     def observe(self, kind: str, body: dict[str, Any]) -> None:
         """Count one event (``kind``: state, action, error, health, operator; ``body`` its
@@ -84,6 +91,14 @@ class Metrics:
                 self.blind.labels(name).set(n)
             _flags(self.needs_operator, body.get("needs_operator", []))
             _flags(self.held, body.get("held", []))
+            if body.get("state"):
+                self.daemon(body["state"])
+
+    def daemon(self, state: str | None) -> None:
+        """The daemon's state now (None: it does not answer)."""
+        self.up.set(0 if state is None else 1)
+        for name in STATES:
+            self.state.labels(name).set(1 if name == state else 0)
 
     def text(self) -> bytes:
         """The exposition format Prometheus scrapes."""
