@@ -27,12 +27,17 @@ Decoded = tuple[str, FrameHeader, np.ndarray] | ProtocolError
 
 
 def decode(parts: list[bytes]) -> Decoded:
-    """A frame message decoded and checked, or the :class:`ProtocolError` saying why not."""
+    """A frame message decoded and checked, or the :class:`ProtocolError` saying why not.
+
+    The error returned is a fresh one, with no traceback or context: a caught exception's
+    traceback holds the frames it passed through, and with them the batch of messages being
+    read, a reference cycle that only the cyclic garbage collector frees (under a flood of
+    bad messages, tens of megabytes late)."""
     try:
         kind, header, data = decode_frame(parts)
         check_finite_array(data)
     except ProtocolError as exc:
-        return exc
+        return ProtocolError(str(exc))
     return kind, header, data
 
 
@@ -86,8 +91,8 @@ class Windows:
 
 
 class Intake:
-    """The daemon's reading of messages (see the module). ``allowed``: the microscope ids
-    served (empty: any, up to ``max_microscopes``); ``models`` the current models."""
+    """The daemon's reading of messages (see the module): into ``mics``, judged against the
+    current ``models``, counted in ``counters``."""
 
     def __init__(
         self,
@@ -110,7 +115,8 @@ class Intake:
         windows: Windows,
     ) -> Taken:
         """What message ``parts`` (``decoded``: :func:`decode` of it) asks for; ``newest``:
-        no newer message of its microscope was waiting behind it."""
+        no newer message of its microscope was waiting behind it. ``allowed``: the microscope
+        ids served (empty: any, up to ``max_microscopes``)."""
         self.counters["messages"] += 1
         if isinstance(decoded, ProtocolError):
             return Taken(items=[Rejected(_topic_microscope(parts), "protocol", str(decoded))])
@@ -164,8 +170,10 @@ class Intake:
 
     def _unknown_surface(self, header: FrameHeader) -> Rejected | None:
         """The first frame of a microscope naming a surface no model is for: reported once."""
+        if header.surface is None:
+            return None
         models = self.models()
-        if header.surface is None or models.knows(header.surface):
+        if models.knows(header.surface):
             return None
         key = f"{header.microscope}:{header.surface}"
         if key in self.unknown_surfaces:
