@@ -167,7 +167,7 @@ def decide(
     A familiar frame (``familiarity`` ≥ ``threshold``): the model decides. The state is the most
     confident class at or above its threshold, else ``unknown``; ``bad`` is 1 minus the best
     desirable confidence, ``tip_change`` the model's. (Letting the lines speak where the model
-    names nothing cost 0.014 good/bad AUROC on held-out H:Si frames, ``bench/decisions.py``.)
+    names nothing cost 0.014 good/bad AUROC on held-out H:Si frames.)
 
     An unfamiliar frame: the model's classes are not trusted. The lines need no knowledge of
     the surface, so a frame whose lines show a tip change (more likely than not) is

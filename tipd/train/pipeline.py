@@ -51,7 +51,7 @@ from tipd.train.vote import vote_weights
 #: and 0.25 at 409 (batch 32); in ~250 s the two make equally good nets (Au VGG-BN, validation
 #: AUROC 0.948/0.926/0.932 at 0.125, 0.944/0.920/0.943 at 0.25), but the wider net keeps
 #: learning where the narrow one has stopped: on a GPU, 55 s each on 36,000 Au frames gave
-#: held-out AUROC 0.959 at 0.125, 0.980 at 0.25, 0.978 at 0.5 (NVIDIA H200; bench/width.py).
+#: held-out AUROC 0.959 at 0.125, 0.980 at 0.25, 0.978 at 0.5 (NVIDIA H200).
 #: Forked members (below) give each CPU net the training time that width needs.
 WIDTH = 0.25
 
@@ -73,7 +73,7 @@ def default_batch(device: torch.device, width: float) -> int:
 #: of its own, which a width-0.25 net needs and 2 CPU cores cannot give three nets from scratch.
 #: On Au (24,000 frames, held-out AUROC / macro precision): 300 s from scratch 0.959 / 0.882,
 #: its 227 s fork 0.963 / 0.896, the fork of that 0.967 / 0.901; two forks of the first net
-#: instead of a chain, on 16,000 frames: 0.962 and 0.959 (bench/forks.py).
+#: instead of a chain, on 16,000 frames: 0.962 and 0.959.
 _VGG_BN = Recipe(family="vgg_bn", width=WIDTH, optimizer="adam", lr=2e-3, seed=2, time_share=1.2)
 _FORKS = [
     (

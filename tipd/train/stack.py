@@ -9,14 +9,14 @@ whichever label's scale runs high. The stacker learns, on frames the members wer
 on, how much each member's confidence in each label says about each label: confidences
 become comparable, and one label can speak for another (a confident double tip lowers the
 sharp-tip label). On the shipped Cu(111) members, held-out frames (seed 3): balanced accuracy
-0.881 → 0.910, macro precision 0.891 → 0.911, mean AUROC 0.966 → 0.970 (``bench/vote.py``).
+0.881 → 0.910, macro precision 0.891 → 0.911, mean AUROC 0.966 → 0.970.
 
 The features are the members' logits (the nets' outputs before the sigmoid), clipped to
 ±:data:`CAP`, and (the default) the hidden features each member's last layer
 reads (:func:`tipd.train.nets.split_head`: 64 a net at width 0.25). A net's logits are one
 linear read-out of those features, trained with the net; the stacker fits another on frames
 the nets never saw, over all three nets' features at once. On the shipped Cu(111) nets
-(held-out seed 3, ``bench/vote.py``): mean AUROC 0.971 → 0.975, good/bad 0.979 → 0.981. The
+(held-out seed 3): mean AUROC 0.971 → 0.975, good/bad 0.979 → 0.981. The
 regression is L2-penalised (``C``) and fitted with scikit-learn. The fused
 graph computes ``sigmoid(features @ coef + intercept)`` (:class:`tipd.train.export.Fused`);
 :func:`stacked` is the same in numpy. Logits, not ``logit(sigmoid(·))``: near 0 and 1 a
