@@ -24,6 +24,8 @@ class Votes:
     """A judge whose nets voted ``voted`` (labels: good, double_tip, blunt, tip_change,
     corruption) on every frame, read by tipd's own decision rules."""
 
+    manifest = MANIFEST
+
     def __init__(self, *voted: float, familiarity: float | None = None) -> None:
         self.voted = np.array(voted)
         self.familiarity = familiarity
@@ -49,18 +51,34 @@ class Clock:
 
 
 def frame(k: int, at: tuple[float, float] = (0.0, 0.0)) -> Frame:
-    z = np.random.default_rng(k).normal(0, 1e-11, (32, 32))
+    """Frame ``k``: new corrugation along the lines every time, the same on every line (no
+    line jumps), unlike any frame before (so the sample's memory never takes one for another)
+    and too small for the physical tests: the nets' votes decide."""
+    rng = np.random.default_rng(k)
+    z = np.tile(rng.normal(0, 1e-10, 32), (32, 1)) + rng.normal(0, 1e-13, (32, 32))
     return Frame(z, (20.0, 20.0), microscope="stm1", frame_id=f"f{k}", position_nm=at)
 
 
 def run(hist_, judge: Votes, n: int, at: tuple[float, float] = (0.0, 0.0), rules: Rules = LIVE,
         clock: Clock | None = None) -> list[Step]:  # fmt: skip
+    """``n`` steps of ``hist_`` on new frames (numbered on from the last this history saw)."""
     out = []
-    for k in range(n):
+    first = MADE.get(id(hist_), 0)
+    for k in range(first, first + n):
         if clock is not None:
             clock.t += 10.0
         out.append(step(frame(k, at), hist_, judge, rules))
+    MADE[id(hist_)] = first + n
     return out
+
+
+#: frames made so far for each history of the running test (by id)
+MADE: dict[int, int] = {}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_frames() -> None:
+    MADE.clear()  # every test sees the same frames, whatever ran before it
 
 
 def test_three_sure_double_tips_send_a_pulse_and_a_move_committed_at_the_gate() -> None:

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1] / "tipd"
 LAYERS: list[list[str]] = [
     ["errors", "taxonomy", "protocol", "systemd", "logs", "preprocess", "familiarity", "ratelimit"],
     ["curve", "frames", "models", "scanlines", "safety", "policy", "condition", "ports"],
-    ["ensemble", "journal", "archive", "events", "controller", "config", "readers"],
-    ["modelset", "decide"],
+    ["ensemble", "journal", "archive", "events", "controller", "config", "readers", "physics"],
+    ["modelset", "evidence", "decide"],
     ["microscopes", "record", "dispatch", "classify", "closedloop"],
     ["intake", "health", "operator_desk"],
     ["service"],

@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from tipd import evidence
 from tipd.ensemble import Decision
 from tipd.frames import Frame
+from tipd.models import Manifest
+from tipd.physics.memory import SampleMemory, compare
 from tipd.policy import Policy, PolicyConfig, Proposal
 from tipd.preprocess import line_jumps
 from tipd.protocol import CONDITIONING, Command, Reply
@@ -43,11 +46,14 @@ Outcome = Literal["send", "refused", "advisory"]
 
 @dataclass
 class History:
-    """What the decisions of microscope ``name`` remember between frames."""
+    """What the decisions of microscope ``name`` remember between frames: the policy's
+    streaks and ladders, the gate's budgets and spots, the sample's memory (each area's
+    reference frame), and how many whole frames in a row the model did not know."""
 
     name: str
     policy: Policy
     gate: SafetyGate
+    memory: SampleMemory = field(default_factory=SampleMemory)
     unfamiliar: int = 0  #: whole frames in a row that the model did not know
 
 
@@ -114,14 +120,52 @@ class Step:
 
 class Judge(Protocol):
     """What reads frames: :class:`tipd.ensemble.Ensemble` (its nets, familiarity and the
-    frame's scan lines)."""
+    frame's scan lines), with the ``manifest`` of its model."""
+
+    manifest: Manifest
 
     def classify(self, frames: list[Frame]) -> list[Decision]: ...
 
 
-def evidence(frame: Frame, judge: Judge) -> Decision:
-    """What ``judge`` and the scan lines say of ``frame``: its :class:`Decision`."""
-    return judge.classify([frame])[0]
+def weigh(frame: Frame, judge: Judge, hist: History, kind: Kind = "frame") -> Decision:
+    """Everything said of ``frame``, weighed into one :class:`Decision`: the nets (``judge``),
+    and for a whole frame the physics of its own heights and its area's memory
+    (:mod:`tipd.evidence`). The frame is then remembered: as its area's reference when the
+    area has none, or it looks different now without a fault to show for it."""
+    nets = judge.classify([frame])[0]
+    if kind == "window":
+        return nets  # the newest lines of a frame in progress: the nets and the lines only
+    found = evidence.examine(frame, nets.lines)
+    said = evidence.absolute(found)
+    reference = hist.memory.reference(frame)
+    now = evidence.seen(frame.frame_id, found, {})
+    cmp = compare(now, reference, found.first_row) if reference is not None else None
+    if cmp is not None:
+        said += evidence.relative(found, cmp)
+    decision = evidence.combine(nets, judge.manifest, said, evidence.explained_by(reference, cmp))
+    faults = _own_faults(decision, judge.manifest)
+    new_look = cmp is None or not cmp.same_area or cmp.change >= evidence.UNCHANGED
+    relative_fault = any(
+        e.source == "memory" and e.fault in evidence.FAULTS and e.probability >= 0.5
+        for e in decision.evidence
+    )
+    adopt = reference is None or (new_look and decision.bad < 0.5 and not relative_fault)
+    hist.memory.keep(frame, evidence.seen(frame.frame_id, found, faults), adopt)
+    return decision
+
+
+def _own_faults(decision: Decision, manifest: Manifest) -> dict[str, float]:
+    """Each fault's probability from the frame alone (its physics and the nets' classes): what
+    a later frame of its area is judged against."""
+    out: dict[str, float] = {}
+    for e in decision.evidence:
+        if e.certain and e.source != "memory" and e.fault in evidence.FAULTS:
+            out[e.fault] = max(out.get(e.fault, 0.0), e.probability)
+    if decision.familiar:
+        for c in manifest.classes:
+            if c not in manifest.desirable:
+                out[c] = max(out.get(c, 0.0), decision.classes[c])
+    return out
 
 
 def step(
@@ -136,7 +180,7 @@ def step(
     evidence, the state, the policy's proposals and the gate's verdicts on them. ``kind``
     ``window``: ``frame`` holds the newest lines of a frame in progress, from frame row
     ``first_row``. Updates ``hist``; the tip is at ``frame.position_nm``."""
-    decision = evidence(frame, judge)
+    decision = weigh(frame, judge, hist, kind)
     jumps = [first_row + int(r) for r in line_jumps(frame.data)]
     out = Step(decision, kind, jumps, good=False)
     if kind == "frame":

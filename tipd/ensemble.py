@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,9 @@ class Decision:
     familiarity: float | None = None
     familiar: bool = True
     lines: TipChangeEvidence = NONE
+    #: every source's say (:class:`tipd.evidence.Evidence`), once the decision step weighed
+    #: them (:func:`tipd.evidence.combine`); empty for the nets' own decision
+    evidence: tuple[Any, ...] = ()
 
 
 class Ensemble:

@@ -1,0 +1,332 @@
+"""The evidence behind a decision, each source with a calibrated probability and a reason a
+microscopist can check, and one decision from all of it.
+
+Sources:
+
+* ``nets``: the model's classes, where the frame is familiar (:mod:`tipd.ensemble`);
+* ``echo``: a shifted, weaker copy of the frame's protrusions, a double tip
+  (:mod:`tipd.physics.echo`);
+* ``sharpness``: peaks rounder than the valleys between them, a blunt tip
+  (:mod:`tipd.physics.sharpness`);
+* ``lines``: the lines' height jumping at one line and staying there, a tip change
+  (:mod:`tipd.scanlines`); ``texture``: the lines' texture changing at one line
+  (:mod:`tipd.physics.linechange`);
+* ``memory``: the frame against the reference of its area (:mod:`tipd.physics.memory`): a tip
+  change from one line on, resolution lost, an echo that was not there; and what the reference
+  showed itself, which is the surface and no evidence against the tip.
+
+Each physical probability is a logistic curve of the detector's raw measure, fitted on real
+surfaces imaged by known tips (``bench/real_surfaces.py --fit``, every good real scan in reach
+re-imaged by simulated double, blunt and changing tips; the curves' figures are measured leaving
+each source out).
+
+One decision (:func:`combine`): the nets speak where the frame is familiar and the physics does
+not contradict them (a detector that could tell and found nothing, for the fault the nets
+name); the physical detectors speak everywhere; evidence the area's reference frame showed as
+strongly is the surface's. ``bad`` is the strongest fault's probability (on a familiar frame
+at least 1 − the nets' good confidence, unless the physics contradicts every fault they name);
+a frame about which nothing can tell stays at :data:`tipd.ensemble.UNSURE`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from tipd.ensemble import UNSURE, Decision
+from tipd.frames import Frame
+from tipd.models import Manifest
+from tipd.physics.echo import Echo, echo
+from tipd.physics.linechange import TextureChange, texture_change
+from tipd.physics.memory import Comparison, Seen
+from tipd.physics.sharpness import Sharpness, sharpness
+from tipd.physics.view import View, view
+from tipd.scanlines import TipChangeEvidence, tip_change_evidence
+from tipd.taxonomy import UNFAMILIAR
+
+#: the tip faults physics can see
+FAULTS = ("double_tip", "blunt", "tip_change")
+#: a certain detector below this probability contradicts the nets' naming its fault
+CONTRADICTS = 0.25
+#: what the nets may say of a fault a certain detector contradicts (below acting)
+CONTRADICTED_CAP = 0.5
+#: a frame whose aligned difference from its area's reference is below this many times the
+#: noise shows the same thing
+UNCHANGED = 2.0
+
+#: the raw measures of one frame the physical heads read (:func:`absolute_features`)
+ABSOLUTE_FEATURES = (
+    "echo_score",  # ln(1 + the echo's prominence, robust σ)
+    "echo_periodic",  # the share of the echo its offset's double repeats
+    "asymmetry",  # ln(valleys / peaks) of the sharpness test
+    "peaks",  # ln of what the opening removes, over the relief
+    "valleys",  # ln of what the closing fills, over the relief
+    "sharp",  # 1 where the frame has features sharp enough to tell
+    "texture",  # ln(1 + the largest change of line texture, robust σ)
+    "jump",  # ln(1 + the largest jump of line height, robust σ)
+)
+#: the measures of a frame against its area's reference (:func:`relative_features`)
+RELATIVE_FEATURES = (
+    "change",  # ln(1 + the aligned difference, noise units)
+    "raised",  # ln of how much more the difference rose than fell
+    "split",  # ln of how much more the lines after the split changed than those before
+    "asymmetry_rise",  # the asymmetry's rise over the reference's
+    "echo_gain",  # ln((1 + echo score) / (1 + the reference's))
+)
+#: logistic heads ``p = 1 / (1 + exp(-(a + w · x)))`` of each fault on the measures above, and
+#: (``bad``) of any fault at all, fitted by ``bench/real_surfaces.py --fit`` (see the module)
+HEADS: dict[str, tuple[float, tuple[float, ...]]] = {
+    "double_tip": (0.122, (0.21, -2.895, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    "blunt": (-0.805, (0.0, 0.0, 3.2, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    "tip_change": (-1.9, (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.545, 0.62)),
+    "bad": (-0.824, (-0.466, -2.697, 3.069, 0.0, 0.0, 0.0, 0.328, 0.833)),
+}
+RELATIVE_HEADS: dict[str, tuple[float, tuple[float, ...]]] = {
+    "double_tip": (-0.647, (0.0, 3.503, 0.0, 0.0, -0.099)),
+    "blunt": (-2.917, (1.59, 7.158, 0.0, 2.656, 0.0)),
+    "tip_change": (-1.041, (0.0, -1.141, 2.362, 0.0, 0.0)),
+}
+
+
+def logistic(head: tuple[float, tuple[float, ...]], x: np.ndarray) -> float:
+    a, w = head
+    t = a + float(np.dot(w, x))
+    return 1.0 / (1.0 + math.exp(-t)) if t > -50 else 0.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One source's say about one fault (``good`` where it speaks for the tip): its calibrated
+    ``probability`` and its ``reason``. An uncertain source could not tell and carries no
+    weight."""
+
+    source: str
+    fault: str
+    probability: float
+    reason: str
+    certain: bool = True
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "fault": self.fault,
+            "probability": round(self.probability, 4),
+            "reason": self.reason,
+            "certain": self.certain,
+        }
+
+
+@dataclass(frozen=True)
+class Physical:
+    """What a frame's own heights say of its tip (see :func:`examine`)."""
+
+    echo: Echo | None
+    sharpness: Sharpness | None
+    lines: TipChangeEvidence
+    texture: TextureChange | None
+    view: View
+    first_row: int  #: the frame row of the view's first row
+
+
+def examine(frame: Frame, lines: TipChangeEvidence | None = None) -> Physical:
+    """Every physical test of one frame (heights in metres, NaN for lines not scanned);
+    ``lines``: its scan-line test where done already (the nets' decision carries it)."""
+    v = view(frame.data, frame.pixel_size_nm)
+    scanned = int(np.isfinite(frame.data).all(axis=1).sum())
+    first = max(0, (scanned - v.z.shape[0]) // 2)
+    return Physical(
+        echo(v),
+        sharpness(v),
+        lines if lines is not None else tip_change_evidence(frame.data),
+        texture_change(frame.data),
+        v,
+        first,
+    )
+
+
+def absolute_features(p: Physical) -> np.ndarray:
+    """The frame's raw measures, in :data:`ABSOLUTE_FEATURES` order (0 where a test could not
+    read the frame)."""
+    e, s, t = p.echo, p.sharpness, p.texture
+    return np.array(
+        [
+            math.log1p(max(e.score, 0.0)) if e else 0.0,
+            e.periodic if e else 1.0,
+            s.asymmetry if s else 0.0,
+            math.log(s.peaks + 1e-4) if s else 0.0,
+            math.log(s.valleys + 1e-4) if s else 0.0,
+            float(s.certain) if s else 0.0,
+            math.log1p(t.sigma) if t else 0.0,
+            math.log1p(p.lines.jump_sigma),
+        ]
+    )
+
+
+def absolute(p: Physical) -> list[Evidence]:
+    """The frame's own evidence: each fault's head, with the reason of the test behind it."""
+    x = absolute_features(p)
+    out = []
+    if p.echo is not None:
+        prob = logistic(HEADS["double_tip"], x)
+        out.append(Evidence("echo", "double_tip", prob, p.echo.reason(), p.echo.features > 0.002))
+    if p.sharpness is not None:
+        s = p.sharpness
+        prob = logistic(HEADS["blunt"], x) if s.certain else 0.0
+        out.append(Evidence("sharpness", "blunt", prob, s.reason(), s.certain))
+    if p.lines.row is not None:
+        reasons = [f"the lines' height jumps at line {p.lines.row} ({p.lines.jump_sigma:.1f} σ)"]
+        if p.texture is not None:
+            reasons.append(p.texture.reason())
+        prob = logistic(HEADS["tip_change"], x)
+        out.append(Evidence("lines", "tip_change", prob, "; ".join(reasons)))
+    if out:
+        prob = logistic(HEADS["bad"], x)
+        reason = "the frame's own physics, all tests together"
+        out.append(Evidence("physics", "bad", prob, reason))
+    return out
+
+
+def seen(frame_id: str, p: Physical, faults: dict[str, float], operator: bool = False) -> Seen:
+    """What the memory keeps of a frame and its decision's fault probabilities."""
+    image = p.view.z.astype(np.float32)
+    return Seen(frame_id, image, p.view.noise_m, p.sharpness, p.echo, faults, operator)
+
+
+def relative_features(p: Physical, cmp: Comparison) -> np.ndarray:
+    """The frame's measures against its area's reference, in :data:`RELATIVE_FEATURES`
+    order."""
+    ref = cmp.reference
+    rise = 0.0
+    if p.sharpness is not None and ref.sharpness is not None:
+        rise = p.sharpness.asymmetry - ref.sharpness.asymmetry
+    now = p.echo.score if p.echo is not None else 0.0
+    before = ref.echo.score if ref.echo is not None else 0.0
+    return np.array(
+        [
+            math.log1p(cmp.change),
+            cmp.raised,
+            math.log(max(cmp.split, 1.0)),
+            rise,
+            math.log((1.0 + max(now, 0.0)) / (1.0 + max(before, 0.0))),
+        ]
+    )
+
+
+def relative(p: Physical, cmp: Comparison) -> list[Evidence]:
+    """The frame against its area's reference: what changed, and since which line."""
+    ref = cmp.reference
+    who = "the operator's reference" if ref.operator else f"reference frame {ref.frame_id!r}"
+    if not cmp.same_area:
+        reason = f"unlike {who} of this area (correlation {cmp.correlation:.2f}): not compared"
+        return [Evidence("memory", "none", 0.0, reason, certain=False)]
+    if cmp.change < UNCHANGED:
+        return [Evidence("memory", "good", 0.0, f"as {who} (difference {cmp.change:.1f}× noise)")]
+    x = relative_features(p, cmp)
+    said = {f: logistic(head, x) for f, head in RELATIVE_HEADS.items()}
+    line = f"from line {cmp.row} on" if cmp.row is not None else "everywhere"
+    reasons = {
+        "tip_change": f"as {who} before line {cmp.row}, {cmp.split:.1f}× more different "
+        "after it: the tip changed there",
+        "blunt": f"protrusions rounder than in {who} (asymmetry {x[3]:+.2f})",
+        "double_tip": f"an echo {math.exp(x[4]):.1f}× stronger than in {who}",
+    }
+    out = [Evidence("memory", f, prob, reasons[f]) for f, prob in said.items()]
+    out.append(
+        Evidence(
+            "memory", "none", 0.0,
+            f"{cmp.change:.1f}× the noise from {who} {line}", certain=False,
+        )
+    )  # fmt: skip
+    return out
+
+
+def explained_by(reference: Seen | None, cmp: Comparison | None) -> frozenset[str]:
+    """The faults the area's reference showed itself, when the frame shows the same surface
+    no differently: for these the frame's own evidence is the surface's, not the tip's."""
+    if reference is None or cmp is None or not cmp.same_area or cmp.change >= UNCHANGED:
+        return frozenset()
+    return frozenset(f for f, p in reference.faults.items() if p >= CONTRADICTS)
+
+
+def _relative(evidence: list[Evidence], fault: str) -> bool:
+    """Whether the memory spoke of ``fault``."""
+    return any(e.source == "memory" and e.fault == fault for e in evidence)
+
+
+def combine(
+    nets: Decision,
+    manifest: Manifest,
+    evidence: list[Evidence],
+    explained: frozenset[str] = frozenset(),
+) -> Decision:
+    """One decision from the nets' ``nets`` (of ``manifest``'s model) and the physical and
+    memory ``evidence`` (see the module); ``explained``: faults the area's reference shows
+    as strongly (the surface's)."""
+    phys: dict[str, float] = {}  #: each fault's strongest certain physical probability
+    for e in evidence:
+        if e.certain and e.fault in FAULTS and (e.fault not in explained or e.source == "memory"):
+            phys[e.fault] = max(phys.get(e.fault, 0.0), e.probability)
+    said_nothing = {f for f in FAULTS if f in phys and phys[f] < CONTRADICTS}
+    classes = dict(nets.classes)
+    contradicted = set()
+    if nets.familiar:
+        for c in manifest.classes:
+            if c in FAULTS and (c in said_nothing or c in explained) and classes[c] > CONTRADICTS:
+                classes[c] = min(classes[c], CONTRADICTED_CAP)
+                contradicted.add(c)
+        for f, p in phys.items():
+            if f in classes:
+                classes[f] = max(classes[f], p)
+    faults = dict(phys)
+    if nets.familiar:
+        for c in manifest.classes:
+            if c not in manifest.desirable:
+                faults[c] = max(faults.get(c, 0.0), classes[c])
+    top_fault, top_p = max(faults.items(), key=lambda kv: kv[1], default=("unknown", 0.0))
+    frame_bad = max(
+        [e.probability for e in evidence if e.source == "physics" and not explained]
+        + [p for f, p in phys.items() if f in explained or _relative(evidence, f)],
+        default=None,
+    )
+    if nets.familiar:
+        good = max((nets.classes[c] for c in manifest.desirable), default=0.0)
+        nets_bad = 1.0 - good
+        if contradicted:  # the nets' case against the tip rests partly on what physics denies
+            standing = [classes[c] for c in manifest.classes
+                        if c not in manifest.desirable and c not in contradicted]  # fmt: skip
+            nets_bad = min(nets_bad, max([CONTRADICTED_CAP, *standing]))
+        bad = max(frame_bad or 0.0, nets_bad)
+        state, confidence = nets.state, nets.confidence
+        if state in contradicted:
+            state, confidence = "unknown", 0.0
+        if top_p >= 0.5 and top_p > good and top_fault != state:
+            state, confidence = top_fault, top_p
+    else:
+        state, confidence = UNFAMILIAR, nets.confidence
+        if top_p >= 0.5:
+            state, confidence = top_fault, top_p
+        bad = frame_bad if frame_bad is not None else UNSURE  # nothing could tell
+    tip_change = phys.get("tip_change", 0.0)
+    if nets.familiar:
+        tip_change = max(tip_change, classes.get("tip_change", 0.0))
+    said = [
+        Evidence(
+            "nets", c, classes[c],
+            f"the model's {c} {nets.classes[c]:.2f}"
+            + (" (the physics contradicts it)" if c in contradicted else ""),
+        )
+        for c in manifest.classes
+        if nets.familiar and (c == nets.state or c in contradicted)
+    ]  # fmt: skip
+    return replace(
+        nets,
+        classes=classes,
+        state=state,
+        desirable=state in manifest.desirable,
+        bad=float(min(1.0, max(0.0, bad))),
+        tip_change=float(tip_change),
+        confidence=float(min(1.0, max(0.0, confidence))),
+        evidence=tuple(said + evidence),
+    )
