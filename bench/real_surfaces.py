@@ -256,14 +256,17 @@ READS = {
         "tip_change": ("texture", "jump"),
     },
     2: {
-        "double_tip": ("raised", "echo_gain"),
-        "blunt": ("change", "raised", "asymmetry_rise"),
-        "tip_change": ("raised", "split"),
+        "double_tip": ("change", "tail", "raised", "echo_gain"),
+        "blunt": ("change", "tail", "raised", "asymmetry_rise"),
+        "tip_change": ("lines_changed", "raised", "split"),
     },
 }
 KIND = {"double_tip": "double", "blunt": "blunt", "tip_change": "change"}
-#: what the frame's badness head reads (the measures that tell any fault from a good frame)
-BAD_READS = ("echo_score", "echo_periodic", "asymmetry", "texture", "jump")
+#: what the frame's badness heads read (the measures that tell any fault from a good frame)
+BAD_READS = {
+    1: ("echo_score", "echo_periodic", "asymmetry", "texture", "jump"),
+    2: ("change", "tail", "lines_changed", "raised", "split", "asymmetry_rise", "echo_gain"),
+}
 
 
 def fit_heads(rows: list[tuple[Known, np.ndarray, np.ndarray]], which: int) -> tuple[
@@ -293,8 +296,8 @@ def fit_heads(rows: list[tuple[Known, np.ndarray, np.ndarray]], which: int) -> t
         loso[fault] = pred
     kinds = [r[0].kind for r in rows]
     bad = np.max(np.stack(list(loso.values())), axis=0)
-    if which == 1:  # one head for the frame's badness, on the measures that carry any
-        mask = np.array([n in BAD_READS for n in names], dtype=float)
+    if True:  # one head for the frame's badness, on the measures that carry any
+        mask = np.array([n in BAD_READS[which] for n in names], dtype=float)
         x = np.array([r[which] * mask for r in rows])
         y = np.array([k != "good" for k in kinds], dtype=float)
         heads["bad"] = _fit(x, y)
@@ -305,6 +308,14 @@ def fit_heads(rows: list[tuple[Known, np.ndarray, np.ndarray]], which: int) -> t
                 if r[0].surface.source == src:
                     bad[i] = logistic(head, x[i])
     lines = ["| figure (leave one source out) | value |", "|---|---|"]
+    faulty = [float(bad[i]) for i, k in enumerate(kinds) if k != "good"]
+    fine = [float(bad[i]) for i, k in enumerate(kinds) if k == "good"]
+    lines.append(
+        f"| bad head: faulty frames at p ≥ 0.9 | {sum(p >= 0.9 for p in faulty)} of {len(faulty)} |"
+    )
+    lines.append(
+        f"| bad head: good frames at p ≥ 0.9 | {sum(p >= 0.9 for p in fine)} of {len(fine)} |"
+    )
     for kind in ("double", "blunt", "change"):
         sel = [i for i, k in enumerate(kinds) if k in ("good", kind)]
         score = auroc_or_na([kinds[i] == kind for i in sel], [float(bad[i]) for i in sel])
@@ -315,11 +326,110 @@ def fit_heads(rows: list[tuple[Known, np.ndarray, np.ndarray]], which: int) -> t
         sel = [i for i, k in enumerate(kinds) if k in ("good", KIND[fault])]
         alone = auroc_or_na([kinds[i] == KIND[fault] for i in sel], [float(pred[i]) for i in sel])
         lines.append(f"| {fault} head alone: {KIND[fault]} vs good | {alone} |")
+        hit = [float(pred[i]) for i, k in enumerate(kinds) if k == KIND[fault]]
+        lines.append(
+            f"| {fault}: {KIND[fault]} frames at p ≥ 0.9 | {sum(p >= 0.9 for p in hit)} of {len(hit)} |"
+        )
         good = [float(pred[i]) for i, k in enumerate(kinds) if k == "good"]
         lines.append(
             f"| {fault}: good frames at p ≥ 0.9 | {sum(p >= 0.9 for p in good)} of {len(good)} |"
         )
     return heads, lines
+
+
+def sequences(known: list[Known], repeat: int = 4) -> dict[str, tuple[str, list[Frame]]]:
+    """What a lab rescanning one area ``repeat`` times would send, per microscope id: each
+    good surface ``repeat`` times as it is; a good frame then a double or blunt tip's frame
+    (``repeat`` − 1 times); a good frame, the change, then the new tip (``repeat`` − 2 times)."""
+    out: dict[str, tuple[str, list[Frame]]] = {}
+    for n, k in enumerate(known):
+        good = k.surface.frame
+        if k.kind == "good":
+            frames = [good] * repeat
+        elif k.kind == "change":
+            frames = [good, k.frame, *[k.after] * (repeat - 2)]
+        else:
+            frames = [good, *[k.frame] * (repeat - 1)]
+        mic = f"s{n}"
+        out[mic] = (k.kind, [f.replace(microscope=mic, surface=None) for f in frames])
+    return out
+
+
+def stream(model: str, seqs: dict[str, tuple[str, list[Frame]]]) -> dict[str, list[str]]:
+    """Each sequence's frames to ``tipd run --advisory`` (one microscope id each, all in one
+    daemon), every frame waited for; the actions it decided, per microscope."""
+    import os
+    import sqlite3
+    import subprocess
+    import tempfile
+    import time
+
+    import zmq
+    from real import _decided, _wait_for, free_port
+
+    from tipd.protocol import encode_frame
+
+    ports = {k: free_port() for k in ("frames", "control", "events", "operator", "preview")}
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Path(tmp) / "journal.sqlite"
+        env = {
+            **os.environ,
+            "TIPD_ARCHIVE__ENABLED": "false",
+            "TIPD_MICROSCOPES": "[]",
+            "TIPD_MAX_MICROSCOPES": str(len(seqs) + 1),
+            **{f"TIPD_ENDPOINTS__{k.upper()}": f"tcp://127.0.0.1:{p}" for k, p in ports.items()},
+        }
+        cmd = [sys.executable, "-m", "tipd.cli", "run", "--advisory", "--model", model,
+               "--journal", str(journal)]  # fmt: skip
+        daemon = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        pub = zmq.Context.instance().socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 1000)
+        pub.connect(f"tcp://127.0.0.1:{ports['frames']}")
+        try:
+            _wait_for(lambda: journal.exists(), 60, daemon)
+            time.sleep(0.5)
+            sent = 0
+            longest = max(len(frames) for _, frames in seqs.values())
+            for i in range(longest):
+                for mic, (_, frames) in seqs.items():
+                    if i < len(frames):
+                        f = frames[i].replace(frame_id=f"{mic}-{i}", seq=i)
+                        pub.send_multipart(encode_frame(f.header(), f.data))
+                        sent += 1
+                        _wait_for(lambda n=sent: _decided(journal) >= n, 60, daemon)
+            time.sleep(0.5)
+            db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+            rows = db.execute("SELECT microscope, action FROM commands").fetchall()
+            db.close()
+        finally:
+            pub.close()
+            daemon.terminate()
+            daemon.wait(20)
+    out: dict[str, list[str]] = {mic: [] for mic in seqs}
+    for mic, action in rows:
+        out.setdefault(mic, []).append(action)
+    return out
+
+
+def streamed(known: list[Known], model: str) -> dict[str, str]:
+    """The daemon's figures over every sequence (see :func:`sequences`)."""
+    seqs = sequences(known)
+    actions = stream(model, seqs)
+    harmed = {kind: 0 for kind in KINDS}
+    total = {kind: 0 for kind in KINDS}
+    for mic, (kind, _) in seqs.items():
+        total[kind] += 1
+        harmed[kind] += any(a in ("pulse", "crash") for a in actions[mic])
+    faulty = sum(harmed[k] for k in ("double", "blunt", "change"))
+    n_faulty = sum(total[k] for k in ("double", "blunt", "change"))
+    good = f"{harmed['good']} of {total['good']}"
+    out = {"good tips with a pulse or crash decided, each sent 4 times": good}
+    for kind in ("double", "blunt", "change"):
+        out[f"{kind}: faulty tips conditioned"] = f"{harmed[kind]} of {total[kind]}"
+    out["faulty tips conditioned"] = (
+        f"{faulty} of {n_faulty} ({100 * faulty / max(n_faulty, 1):.0f} %)"
+    )
+    return out
 
 
 def main() -> None:
@@ -331,6 +441,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the tables here (markdown)")
     ap.add_argument("--features", action="store_true", help="each raw detector's AUROC")
     ap.add_argument("--fit", action="store_true", help="fit the physical heads (both noises)")
+    ap.add_argument("--stream", action="store_true", help="also the daemon's streamed figures")
     args = ap.parse_args()
     if args.fit:
         surfaces = good_surfaces(args.shared)
@@ -355,6 +466,8 @@ def main() -> None:
             print("\n".join(feature_table(known)), flush=True)
             continue
         figures = single_frames(known, args.model)
+        if args.stream:
+            figures.update(streamed(known, args.model))
         label = "noise added back" if noisy else "tip convolution only"
         lines += [f"### {label}", "", "| figure | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in figures.items()]

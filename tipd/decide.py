@@ -144,7 +144,7 @@ def weigh(frame: Frame, judge: Judge, hist: History, kind: Kind = "frame") -> De
         said += evidence.relative(found, cmp)
     decision = evidence.combine(nets, judge.manifest, said, evidence.explained_by(reference, cmp))
     faults = _own_faults(decision, judge.manifest)
-    new_look = cmp is None or not cmp.same_area or cmp.change >= evidence.UNCHANGED
+    new_look = cmp is None or not cmp.unchanged
     relative_fault = any(
         e.source == "memory" and e.fault in evidence.FAULTS and e.probability >= 0.5
         for e in decision.evidence

@@ -52,9 +52,12 @@ FAULTS = ("double_tip", "blunt", "tip_change")
 CONTRADICTS = 0.25
 #: what the nets may say of a fault a certain detector contradicts (below acting)
 CONTRADICTED_CAP = 0.5
-#: a frame whose aligned difference from its area's reference is below this many times the
-#: noise shows the same thing
-UNCHANGED = 2.0
+#: the most one frame's own evidence may say alone, physics or nets: below the policy's sure
+#: 0.9, so that alone it only builds the policy's long run of likely-bad frames
+ALONE = 0.85
+#: a fault named by the frame's own physics alone needs this probability to be the state (its
+#: tests are weak alone: below it they weigh in ``bad`` but name nothing)
+NAMED_ALONE = 0.7
 
 #: the raw measures of one frame the physical heads read (:func:`absolute_features`)
 ABSOLUTE_FEATURES = (
@@ -70,6 +73,8 @@ ABSOLUTE_FEATURES = (
 #: the measures of a frame against its area's reference (:func:`relative_features`)
 RELATIVE_FEATURES = (
     "change",  # ln(1 + the aligned difference, noise units)
+    "tail",  # ln(1 + its 99.5th percentile, noise units)
+    "lines_changed",  # the share of lines that changed
     "raised",  # ln of how much more the difference rose than fell
     "split",  # ln of how much more the lines after the split changed than those before
     "asymmetry_rise",  # the asymmetry's rise over the reference's
@@ -84,9 +89,10 @@ HEADS: dict[str, tuple[float, tuple[float, ...]]] = {
     "bad": (-0.824, (-0.466, -2.697, 3.069, 0.0, 0.0, 0.0, 0.328, 0.833)),
 }
 RELATIVE_HEADS: dict[str, tuple[float, tuple[float, ...]]] = {
-    "double_tip": (-0.647, (0.0, 3.503, 0.0, 0.0, -0.099)),
-    "blunt": (-2.917, (1.59, 7.158, 0.0, 2.656, 0.0)),
-    "tip_change": (-1.041, (0.0, -1.141, 2.362, 0.0, 0.0)),
+    "double_tip": (-1.5, (-0.155, 0.593, 0.0, 3.129, 0.0, 0.0, -0.051)),
+    "blunt": (-3.303, (0.797, 0.562, 0.0, 6.959, 0.0, 2.594, 0.0)),
+    "tip_change": (-0.673, (0.0, 0.0, -2.089, -1.16, 2.414, 0.0, 0.0)),
+    "bad": (-1.213, (-0.524, -0.116, 3.512, 5.118, 2.402, 2.22, -0.429)),
 }
 
 
@@ -206,6 +212,8 @@ def relative_features(p: Physical, cmp: Comparison) -> np.ndarray:
     return np.array(
         [
             math.log1p(cmp.change),
+            math.log1p(cmp.tail),
+            cmp.lines_changed,
             cmp.raised,
             math.log(max(cmp.split, 1.0)),
             rise,
@@ -221,38 +229,36 @@ def relative(p: Physical, cmp: Comparison) -> list[Evidence]:
     if not cmp.same_area:
         reason = f"unlike {who} of this area (correlation {cmp.correlation:.2f}): not compared"
         return [Evidence("memory", "none", 0.0, reason, certain=False)]
-    if cmp.change < UNCHANGED:
+    if cmp.unchanged:
         return [Evidence("memory", "good", 0.0, f"as {who} (difference {cmp.change:.1f}× noise)")]
     x = relative_features(p, cmp)
-    said = {f: logistic(head, x) for f, head in RELATIVE_HEADS.items()}
     line = f"from line {cmp.row} on" if cmp.row is not None else "everywhere"
     reasons = {
         "tip_change": f"as {who} before line {cmp.row}, {cmp.split:.1f}× more different "
         "after it: the tip changed there",
-        "blunt": f"protrusions rounder than in {who} (asymmetry {x[3]:+.2f})",
-        "double_tip": f"an echo {math.exp(x[4]):.1f}× stronger than in {who}",
+        "blunt": f"protrusions rounder than in {who} (asymmetry {x[5]:+.2f})",
+        "double_tip": f"an echo {math.exp(x[6]):.1f}× stronger than in {who}",
+        "bad": f"{cmp.change:.1f}× the noise from {who} {line}, raised "
+        f"{math.exp(cmp.raised):.1f}× more than lowered (a new tip's image lies over the old)",
     }
-    out = [Evidence("memory", f, prob, reasons[f]) for f, prob in said.items()]
-    out.append(
-        Evidence(
-            "memory", "none", 0.0,
-            f"{cmp.change:.1f}× the noise from {who} {line}", certain=False,
-        )
-    )  # fmt: skip
-    return out
+    return [
+        Evidence("memory", f, logistic(head, x), reasons[f]) for f, head in RELATIVE_HEADS.items()
+    ]
 
 
 def explained_by(reference: Seen | None, cmp: Comparison | None) -> frozenset[str]:
     """The faults the area's reference showed itself, when the frame shows the same surface
     no differently: for these the frame's own evidence is the surface's, not the tip's."""
-    if reference is None or cmp is None or not cmp.same_area or cmp.change >= UNCHANGED:
+    if reference is None or cmp is None or not cmp.unchanged:
         return frozenset()
     return frozenset(f for f, p in reference.faults.items() if p >= CONTRADICTS)
 
 
-def _relative(evidence: list[Evidence], fault: str) -> bool:
-    """Whether the memory spoke of ``fault``."""
-    return any(e.source == "memory" and e.fault == fault for e in evidence)
+def _strongest(evidence: list[Evidence], fault: str, sources: tuple[str, ...]) -> float | None:
+    """The strongest certain probability of ``fault`` from ``sources`` (None: none said)."""
+    said = [e.probability for e in evidence
+            if e.certain and e.fault == fault and e.source in sources]  # fmt: skip
+    return max(said) if said else None
 
 
 def combine(
@@ -262,63 +268,82 @@ def combine(
     explained: frozenset[str] = frozenset(),
 ) -> Decision:
     """One decision from the nets' ``nets`` (of ``manifest``'s model) and the physical and
-    memory ``evidence`` (see the module); ``explained``: faults the area's reference shows
-    as strongly (the surface's)."""
-    phys: dict[str, float] = {}  #: each fault's strongest certain physical probability
-    for e in evidence:
-        if e.certain and e.fault in FAULTS and (e.fault not in explained or e.source == "memory"):
-            phys[e.fault] = max(phys.get(e.fault, 0.0), e.probability)
-    said_nothing = {f for f in FAULTS if f in phys and phys[f] < CONTRADICTS}
+    memory ``evidence``; ``explained``: what the area's reference frame showed as strongly
+    (the surface's).
+
+    * The frame's own physics never says more than :data:`ALONE` (below the policy's sure
+      0.9): its tests are too weak on their own for a pulse, and alone they can only build
+      the policy's long run of likely-bad frames.
+    * The nets say what they find, but no more than :data:`CONTRADICTED_CAP` of a tip fault
+      where a physical test that could tell found nothing (below :data:`CONTRADICTS`, and the
+      memory did not find it either), nor of anything (their not-good included) where the
+      frame shows what the area's reference showed: that is the surface.
+    * The memory, a comparison across frames, says what it finds in full.
+    * ``bad`` is the strongest of all that, and of 1 − the nets' good confidence under the
+      same caps; with nothing able to tell, :data:`tipd.ensemble.UNSURE`.
+    """
+    own = ("echo", "sharpness", "lines", "physics")
+    surface = bool(explained) or any(e.source == "memory" and e.fault == "good" for e in evidence)
+    faults: dict[str, float] = {}
+    for f in FAULTS:
+        mine = _strongest(evidence, f, own)
+        if mine is not None and f not in explained:
+            faults[f] = min(mine, ALONE)
+        remembered = _strongest(evidence, f, ("memory",))
+        if remembered is not None:
+            faults[f] = max(faults.get(f, 0.0), remembered)
+    frame_bad = _strongest(evidence, "bad", ("physics",))
+    frame_bad = None if frame_bad is None else (0.0 if surface else min(frame_bad, ALONE))
+    memory_bad = _strongest(evidence, "bad", ("memory",))
     classes = dict(nets.classes)
-    contradicted = set()
+    capped: dict[str, float] = {}
     if nets.familiar:
         for c in manifest.classes:
-            if c in FAULTS and (c in said_nothing or c in explained) and classes[c] > CONTRADICTS:
-                classes[c] = min(classes[c], CONTRADICTED_CAP)
-                contradicted.add(c)
-        for f, p in phys.items():
-            if f in classes:
-                classes[f] = max(classes[f], p)
-    faults = dict(phys)
-    if nets.familiar:
+            if c in manifest.desirable:
+                continue
+            physics = max(faults.get(c, 0.0), 0.0)
+            denied = _strongest(evidence, c, own) if c in FAULTS else None
+            if surface or c in explained:
+                capped[c] = CONTRADICTED_CAP  # the reference showed it: the surface
+            elif denied is not None and denied < CONTRADICTS and physics < 0.5:
+                capped[c] = CONTRADICTED_CAP
+        for c, cap in capped.items():
+            classes[c] = min(classes[c], cap)
         for c in manifest.classes:
             if c not in manifest.desirable:
                 faults[c] = max(faults.get(c, 0.0), classes[c])
     top_fault, top_p = max(faults.items(), key=lambda kv: kv[1], default=("unknown", 0.0))
-    frame_bad = max(
-        [e.probability for e in evidence if e.source == "physics" and not explained]
-        + [p for f, p in phys.items() if f in explained or _relative(evidence, f)],
-        default=None,
-    )
+    spoken = [v for v in (frame_bad, memory_bad) if v is not None]
     if nets.familiar:
         good = max((nets.classes[c] for c in manifest.desirable), default=0.0)
         nets_bad = 1.0 - good
-        if contradicted:  # the nets' case against the tip rests partly on what physics denies
-            standing = [classes[c] for c in manifest.classes
-                        if c not in manifest.desirable and c not in contradicted]  # fmt: skip
-            nets_bad = min(nets_bad, max([CONTRADICTED_CAP, *standing]))
-        bad = max(frame_bad or 0.0, nets_bad)
+        if surface:  # as the area's reference: what the nets see there is the surface
+            nets_bad = min(nets_bad, CONTRADICTED_CAP)
+        elif nets.state in capped:  # a tip fault the physics denies
+            nets_bad = min(nets_bad, capped[nets.state])
+        bad = max([nets_bad, top_p, *spoken])
         state, confidence = nets.state, nets.confidence
-        if state in contradicted:
-            state, confidence = "unknown", 0.0
+        if state in capped:
+            confidence = classes[state]
+            if confidence < manifest.thresholds.get(state, 0.5):
+                state, confidence = "unknown", 0.0
         if top_p >= 0.5 and top_p > good and top_fault != state:
             state, confidence = top_fault, top_p
     else:
         state, confidence = UNFAMILIAR, nets.confidence
-        if top_p >= 0.5:
+        named = _strongest(evidence, top_fault, ("memory",)) is not None or top_p >= NAMED_ALONE
+        if top_p >= 0.5 and named:
             state, confidence = top_fault, top_p
-        bad = frame_bad if frame_bad is not None else UNSURE  # nothing could tell
-    tip_change = phys.get("tip_change", 0.0)
-    if nets.familiar:
-        tip_change = max(tip_change, classes.get("tip_change", 0.0))
+        bad = max([top_p, *spoken]) if spoken or faults else UNSURE
+    tip_change = faults.get("tip_change", 0.0)
     said = [
         Evidence(
             "nets", c, classes[c],
             f"the model's {c} {nets.classes[c]:.2f}"
-            + (" (the physics contradicts it)" if c in contradicted else ""),
+            + (f" (at most {capped[c]:.2f}: the physics does not back it)" if c in capped else ""),
         )
         for c in manifest.classes
-        if nets.familiar and (c == nets.state or c in contradicted)
+        if nets.familiar and (c == nets.state or c in capped)
     ]  # fmt: skip
     return replace(
         nets,

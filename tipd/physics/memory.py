@@ -47,6 +47,9 @@ AREAS = 32
 SAME_AREA = 0.6
 #: a frame's position may move by this share of its scan size and still be the same area
 SAME_PLACE = 0.1
+#: a frame none of whose pixels but 1 in 200 differs from the reference by more than this many
+#: times the noise is unchanged (with its lines, :attr:`Comparison.unchanged`)
+UNCHANGED_TAIL = 8.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,14 @@ class Comparison:
     raised: float
     row: int | None
     split: float
+    lines_changed: float = 0.0  #: share of lines whose difference exceeds 3 × the noise
+    tail: float = 0.0  #: the 99.5th percentile of the difference's size, noise units
+
+    @property
+    def unchanged(self) -> bool:
+        """The frame shows what the reference showed: no line and hardly a pixel differs by
+        more than a rescan by the same tip would (noise, a little drift)."""
+        return self.same_area and self.lines_changed < 0.02 and self.tail < UNCHANGED_TAIL
 
     @property
     def same_area(self) -> bool:
@@ -137,7 +148,7 @@ def compare(seen: Seen, reference: Seen, first_row: int = 0) -> Comparison:
     """``seen`` against ``reference`` of its area (see :class:`Comparison`); ``first_row``: the
     frame row of the first row of ``seen``'s image (for ``row``)."""
     if seen.image.shape != reference.image.shape:
-        return Comparison(reference, 0.0, (0, 0), 0.0, 0.0, None, 1.0)
+        return Comparison(reference, 0.0, (0, 0), 0.0, 0.0, None, 1.0, 1.0, np.inf)
     dy, dx, corr = _align(seen.image, reference.image)
     a, b = _overlap(seen.image, reference.image, dy, dx)
     diff = (a - b).astype(np.float64)
@@ -145,6 +156,8 @@ def compare(seen: Seen, reference: Seen, first_row: int = 0) -> Comparison:
     noise = math.hypot(seen.noise_m, reference.noise_m) or 1e-30
     per_line = np.sqrt(np.mean(diff**2, axis=1)) / noise
     change = float(np.median(per_line))
+    lines_changed = float(np.mean(per_line > 3.0))
+    tail = float(np.percentile(np.abs(diff), 99.5)) / noise
     lo, mid, hi = np.percentile(diff, [1, 50, 99])
     raised = math.log((hi - mid + noise) / (mid - lo + noise))
     row, split = None, 1.0
@@ -157,7 +170,7 @@ def compare(seen: Seen, reference: Seen, first_row: int = 0) -> Comparison:
         ratio = (after + 0.5) / (before + 0.5)
         k = int(np.argmax(ratio))
         split, row = float(ratio[k]), first_row + int(r[k]) + max(0, dy)
-    return Comparison(reference, corr, (dy, dx), change, raised, row, split)
+    return Comparison(reference, corr, (dy, dx), change, raised, row, split, lines_changed, tail)
 
 
 @dataclass
