@@ -3,7 +3,8 @@
 For each model and each scan (``../shared/real/`` with its ``labels.csv``, and the real files of
 ``../shared/fixtures/`` labelled by eye in ``bench/real_fixtures.csv``):
 
-* what ``tipd classify`` says (state, bad, tip change, familiarity, the lines' evidence);
+* what ``tipd classify`` says (state, bad, tip change, familiarity, the lines' evidence, the
+  strongest of the evidence behind it);
 * good/bad AUROC (from ``bad``) and tip-change AUROC (from ``tip_change``) over the scans, and
   per class of fault the scans label (double tip, blunt, corruption) the AUROC of the model's
   confidence in it;
@@ -14,9 +15,11 @@ For each model and each scan (``../shared/real/`` with its ``labels.csv``, and t
   frames (AUROC of 1 − familiarity), and what it costs there: the share of synthetic
   held-out frames called unfamiliar.
 
-Nothing here is fitted on real scans: the familiarity statistics and the scan-line test are
-fitted on synthetic frames only, so every figure is out of sample (no leave-one-source-out is
-needed). Writes the tables to stdout and, with ``--out``, a markdown report.
+The familiarity statistics and the scan-line test are fitted on synthetic frames only; the
+physical heads (:mod:`tipd.evidence`) are fitted on real surfaces re-imaged by simulated tips
+(``bench/real_surfaces.py --fit``), which include the good rows of some of these scans, so the
+figures here are not all out of sample: ``bench/real_surfaces.py`` gives the heads' figures
+leaving each source out. Writes the tables to stdout and, with ``--out``, a markdown report.
 
     .venv/bin/python bench/real.py [--models generic au111] [--out reports/real-scans.md]
 """
@@ -38,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from tipd.classify import judge, strongest
 from tipd.ensemble import Decision, Ensemble
 from tipd.frames import Frame
 from tipd.models import find
@@ -213,13 +217,13 @@ def bench_model(model: str, scans: list[Scan], repeat: int, n_synth: int) -> lis
     for s in scans:
         frame = read_any(s.path).replace(microscope=s.name.replace("_", "-"), surface=None)
         frames.append(frame)
-        decisions.append(ens.classify([frame])[0])
+        decisions.append(judge(frame, ens))
     actions = stream_to_daemon(model, frames, repeat)
     lines = [f"## {model}", ""]
     lines += [
         "| scan | label | state | bad | tip change | familiarity | lines (p, row) "
-        f"| decided in {repeat} frames |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| strongest evidence | decided in {repeat} frames |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s, f, d in zip(scans, frames, decisions, strict=True):
         label = _label(s)
@@ -229,7 +233,7 @@ def bench_model(model: str, scans: list[Scan], repeat: int, n_synth: int) -> lis
         acts = ", ".join(f"{a} ×{done.count(a)}" for a in sorted(set(done)))
         lines.append(
             f"| {s.name} | {label} | {d.state} | {d.bad:.2f} | {d.tip_change:.2f} | {fam} "
-            f"| {row} | {acts or 'nothing'} |"
+            f"| {row} | {strongest(d)} | {acts or 'nothing'} |"
         )
     good = [s for s in scans if not s.bad]
     faulty = [s for s in scans if s.tip]

@@ -226,7 +226,7 @@ def measured(known: list[Known], seed: int = 1) -> list[tuple[Known, np.ndarray,
         frame = rescan(rng, k.frame) if k.kind == "good" else k.frame
         p = examine(frame)
         ref = seen("ref", originals[k.surface.name], {})
-        cmp = compare(seen("now", p, {}), ref, p.first_row)
+        cmp = compare(seen("now", p, {}), ref)
         out.append((k, absolute_features(p), relative_features(p, cmp)))
     return out
 
@@ -327,9 +327,8 @@ def fit_heads(rows: list[tuple[Known, np.ndarray, np.ndarray]], which: int) -> t
         alone = auroc_or_na([kinds[i] == KIND[fault] for i in sel], [float(pred[i]) for i in sel])
         lines.append(f"| {fault} head alone: {KIND[fault]} vs good | {alone} |")
         hit = [float(pred[i]) for i, k in enumerate(kinds) if k == KIND[fault]]
-        lines.append(
-            f"| {fault}: {KIND[fault]} frames at p ≥ 0.9 | {sum(p >= 0.9 for p in hit)} of {len(hit)} |"
-        )
+        sure = sum(p >= 0.9 for p in hit)
+        lines.append(f"| {fault}: {KIND[fault]} frames at p ≥ 0.9 | {sure} of {len(hit)} |")
         good = [float(pred[i]) for i, k in enumerate(kinds) if k == "good"]
         lines.append(
             f"| {fault}: good frames at p ≥ 0.9 | {sum(p >= 0.9 for p in good)} of {len(good)} |"

@@ -1,5 +1,5 @@
-"""Operator commands end to end: ``tipd status | reset | hold | release`` against a running
-daemon, journaled with who, and kept across a restart."""
+"""Operator commands end to end: ``tipd status | reset | hold | release | reference`` against a
+running daemon, journaled with who, and kept across a restart."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import subprocess
 import time
 from pathlib import Path
+
+import numpy as np
 
 from tests.conftest import free_port
 from tests.test_daemon import ACTIVE, GOOD, Daemon, frame, model_dir, start, stop
@@ -140,3 +142,45 @@ def test_a_stop_file_in_the_config_halts_commands_while_it_exists(
     assert all(f"stop file {stop_file} is present" in str(c["detail"]) for c in stopped)
     assert gate["stopped"] is True
     assert going and going[0]["status"] in ("sent", "failed")
+
+
+def test_an_operator_marks_a_frame_good_and_its_area_is_judged_against_it(
+    tmp_path: Path, tiny_model: Path, tipd_exe: list[str]
+) -> None:
+    """``tipd reference`` makes a frame its area's reference: the same frame again is "as the
+    operator's reference"; a frame neither in memory nor in the archive is one clear error."""
+    models = model_dir(tiny_model, tmp_path / "models")
+    d = start(tmp_path, models, tipd_exe)
+    try:
+        rng = np.random.default_rng(1)
+        z = rng.normal(0, 1e-10, (96, 96))
+        f = frame(frame_id="r1", rows=96, data=z)
+        d.send(encode_frame(f.header(), f.data))
+        d.events_until("state.stm1", 10.0)
+        marked = operator(tipd_exe, tmp_path, "reference", "stm1")  # the latest: r1
+        assert marked.returncode == 0 and "frame 'r1' is the reference" in marked.stdout
+        again = frame(frame_id="r2", rows=96, data=z)
+        d.send(encode_frame(again.header(), again.data))
+        events = d.events_until("state.stm1", 10.0)
+        assert any(t.startswith("operator") and b["op"] == "reference" for t, b in events)
+        state = events[-1][1]
+        said = [e["reason"] for e in state["evidence"] if e["source"] == "memory"]  # type: ignore[union-attr, index]
+        assert said and said[0].startswith("as the operator's reference")
+        unknown = operator(tipd_exe, tmp_path, "reference", "stm1", "nosuch")
+        assert unknown.returncode == 1 and "no frame 'nosuch'" in unknown.stdout
+    finally:
+        stop(d)
+    ops = [(r["op"], r["who"]) for r in query(d.journal, "operator", last=10)]
+    assert [op for op, _ in ops] == ["reference"]
+
+
+def test_a_reference_file_that_cannot_be_read_stops_the_start(
+    tmp_path: Path, tipd_exe: list[str]
+) -> None:
+    bad = tmp_path / "ref.sxm"
+    bad.write_bytes(b"not a scan")
+    out = subprocess.run(
+        [*tipd_exe, "run", "--reference", str(bad)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and out.stderr.startswith("tipd run: --reference: ")
+    assert len(out.stderr.strip().splitlines()) == 1

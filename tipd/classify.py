@@ -15,6 +15,7 @@ from tipd.ensemble import Decision, Ensemble
 from tipd.frames import Frame
 from tipd.models import ModelError, find
 from tipd.readers import ReaderError, find_scans, read_any
+from tipd.record import evidence_list
 from tipd.taxonomy import UNFAMILIAR
 
 DEFAULT_MODEL = "generic"
@@ -28,7 +29,10 @@ STATE_NOTES = {
     "classes are not trusted and tipd does nothing to the tip",
 }
 
-COLUMNS = ("file", "scan", "pixels", "bias", "state", "conf", "bad", "tip change", "familiar")
+COLUMNS = (
+    "file", "scan", "pixels", "bias", "state", "conf", "bad", "tip change", "familiar",
+    "strongest evidence",
+)  # fmt: skip
 
 
 def classify_files(
@@ -137,6 +141,7 @@ def _record(path: Path, frame: Frame, model: str, decision: Decision) -> dict[st
             "row": decision.lines.row,
             "jump_sigma": round(decision.lines.jump_sigma, 2),
         },
+        "evidence": evidence_list(decision),
     }
 
 
@@ -159,7 +164,17 @@ def _row(path: Path, frame: Frame, decision: Decision) -> tuple[str, ...]:
         f"{decision.bad:.2f}",
         change,
         known + ("" if decision.familiar else " (no)"),
+        strongest(decision),
     )
+
+
+def strongest(decision: Decision) -> str:
+    """The certain source that says most against the tip: ``source: fault p``."""
+    said = [e for e in decision.evidence if e.certain and e.fault not in ("good", "none")]
+    if not said:
+        return "none"
+    e = max(said, key=lambda e: e.probability)
+    return f"{e.source}: {e.fault} {e.probability:.2f}"
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

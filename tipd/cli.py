@@ -357,7 +357,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "model": args.model,
         "journal": args.journal,
     }
-    return run(_settings("run", args.config, **overrides), args.config)
+    references = []
+    for path in args.reference:
+        from tipd.readers import ReaderError, read_any
+
+        try:
+            references.append(read_any(path))
+        except ReaderError as exc:
+            print(f"tipd run: --reference: {exc}", file=sys.stderr)
+            return 2
+    return run(_settings("run", args.config, **overrides), args.config, references)
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
@@ -366,7 +375,10 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     from tipd.protocol import OperatorRequest, ProtocolError
 
     endpoint = args.endpoint or _settings(args.op, args.config).endpoints.operator
-    request = OperatorRequest(op=args.op, microscope=args.microscope, who=args.who)
+    frame_id = getattr(args, "frame_id", None)
+    request = OperatorRequest(
+        op=args.op, microscope=args.microscope, who=args.who, frame_id=frame_id
+    )
     try:
         reply = ask(endpoint, request, args.timeout, _curve_from_args(args))
     except (NoAnswerError, ProtocolError) as exc:
@@ -901,6 +913,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="SQLite journal (default: the settings', journal.sqlite in tipd's state folder)",
     )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        action="append",
+        default=[],
+        help="a scan file showing this sample with a good tip: later frames of its area and "
+        "size are judged against it (repeatable)",
+    )
     p.add_argument("--json-logs", action="store_true", help="JSON log lines on stdout (journald)")
     p.add_argument(
         "--log-level",
@@ -916,6 +936,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("hold", "halt every command to a microscope (withdraw aside) until released"),
         ("release", "end a hold"),
         ("reset", "clear needs_operator after looking at the tip"),
+        ("reference", "say a frame shows a good tip: later frames of its area are judged by it"),
         ("status", "what each microscope's safety gate refuses now, and why"),
     ):
         p = _command(sub, op, help=what, description=f"tipd {op}: {what}.")
@@ -923,6 +944,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("microscope", nargs="?", help="microscope id (default: all)")
         else:
             p.add_argument("microscope", help="microscope id, e.g. stm1")
+        if op == "reference":
+            p.add_argument(
+                "frame_id", nargs="?", help="the frame (default: the microscope's latest)"
+            )
         p.add_argument("--config", type=Path, help="tipd's settings: its operator endpoint")
         p.add_argument(
             "--endpoint", help="operator endpoint (default: the config's, tcp://127.0.0.1:5553)"

@@ -137,9 +137,11 @@ def weigh(frame: Frame, judge: Judge, hist: History, kind: Kind = "frame") -> De
         return nets  # the newest lines of a frame in progress: the nets and the lines only
     found = evidence.examine(frame, nets.lines)
     said = evidence.absolute(found)
+    if not found.view.usable:  # too small to read: nor to compare with what its area showed
+        return evidence.combine(nets, judge.manifest, said)
     reference = hist.memory.reference(frame)
     now = evidence.seen(frame.frame_id, found, {})
-    cmp = compare(now, reference, found.first_row) if reference is not None else None
+    cmp = compare(now, reference) if reference is not None else None
     if cmp is not None:
         said += evidence.relative(found, cmp)
     decision = evidence.combine(nets, judge.manifest, said, evidence.explained_by(reference, cmp))

@@ -109,6 +109,10 @@ def describe(topic: str, event: _Event) -> str:
         if body.get("lines_row") is not None and body.get("lines_tip_change", 0.0) >= 0.5:
             seen += f", lines jump at row {body['lines_row']} (p {body['lines_tip_change']:.2f})"
         what = "frame" if body["kind"] == "frame" else f"window to row {body['rows_seen']}"
+        said = [e for e in body.get("evidence", []) if e["certain"] and e["fault"] != "none"]
+        if said:
+            top = max(said, key=lambda e: e["probability"])
+            seen += f"; {top['source']}: {top['reason']}"
         return (
             f"{stamp} {event.microscope} {what} {body['frame_id']}: {body['state']} "
             f"{body['confidence']:.2f} ({'good' if body['desirable'] else 'not good'}, "
@@ -130,6 +134,8 @@ def describe(topic: str, event: _Event) -> str:
         said += [f"{m} NEEDS OPERATOR" for m in body.get("needs_operator", [])]
         said += [f"{m} on hold" for m in body.get("held", [])]
         said += ["STOP FILE present"] if body.get("stopped") else []
+        if body.get("state"):
+            said.insert(0, str(body["state"]))
         return f"{stamp} health {event.microscope}: " + ", ".join(said)
     return f"{stamp} {topic:<14} " + json.dumps(
         {k: v for k, v in body.items() if k not in ("v", "t")}

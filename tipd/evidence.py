@@ -50,8 +50,8 @@ from tipd.taxonomy import UNFAMILIAR
 FAULTS = ("double_tip", "blunt", "tip_change")
 #: a certain detector below this probability contradicts the nets' naming its fault
 CONTRADICTS = 0.25
-#: what the nets may say of a fault a certain detector contradicts (below acting)
-CONTRADICTED_CAP = 0.5
+#: what the nets may say of a fault the physics denies or the surface explains: below even odds
+CONTRADICTED_CAP = 0.45
 #: the most one frame's own evidence may say alone, physics or nets: below the policy's sure
 #: 0.9, so that alone it only builds the policy's long run of likely-bad frames
 ALONE = 0.85
@@ -84,15 +84,15 @@ RELATIVE_FEATURES = (
 #: (``bad``) of any fault at all, fitted by ``bench/real_surfaces.py --fit`` (see the module)
 HEADS: dict[str, tuple[float, tuple[float, ...]]] = {
     "double_tip": (0.122, (0.21, -2.895, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
-    "blunt": (-0.805, (0.0, 0.0, 3.2, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    "blunt": (-0.83, (0.0, 0.0, 3.243, 0.0, 0.0, 0.0, 0.0, 0.0)),
     "tip_change": (-1.9, (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.545, 0.62)),
-    "bad": (-0.824, (-0.466, -2.697, 3.069, 0.0, 0.0, 0.0, 0.328, 0.833)),
+    "bad": (-0.782, (-0.483, -2.728, 3.201, 0.0, 0.0, 0.0, 0.32, 0.824)),
 }
 RELATIVE_HEADS: dict[str, tuple[float, tuple[float, ...]]] = {
     "double_tip": (-1.5, (-0.155, 0.593, 0.0, 3.129, 0.0, 0.0, -0.051)),
-    "blunt": (-3.303, (0.797, 0.562, 0.0, 6.959, 0.0, 2.594, 0.0)),
+    "blunt": (-3.279, (0.778, 0.565, 0.0, 6.932, 0.0, 2.568, 0.0)),
     "tip_change": (-0.673, (0.0, 0.0, -2.089, -1.16, 2.414, 0.0, 0.0)),
-    "bad": (-1.213, (-0.524, -0.116, 3.512, 5.118, 2.402, 2.22, -0.429)),
+    "bad": (-1.203, (-0.546, -0.111, 3.515, 5.089, 2.397, 2.378, -0.432)),
 }
 
 
@@ -197,7 +197,7 @@ def absolute(p: Physical) -> list[Evidence]:
 def seen(frame_id: str, p: Physical, faults: dict[str, float], operator: bool = False) -> Seen:
     """What the memory keeps of a frame and its decision's fault probabilities."""
     image = p.view.z.astype(np.float32)
-    return Seen(frame_id, image, p.view.noise_m, p.sharpness, p.echo, faults, operator)
+    return Seen(frame_id, image, p.view.noise_m, p.sharpness, p.echo, faults, operator, p.first_row)
 
 
 def relative_features(p: Physical, cmp: Comparison) -> np.ndarray:

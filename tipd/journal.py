@@ -10,7 +10,8 @@ Tables (times are unix seconds):
 * ``frames``: microscope, frame_id, seq, kind (``frame``/``window``/``lines``/``error``),
   rows_seen, status (``classified``, ``skipped``, ``rejected``), state, confidences (JSON),
   latency_ms, detail, t, familiarity (0–1; NULL where not measured), archive (the archived
-  frame's ``.npy`` path, :mod:`tipd.archive`; NULL where not archived)
+  frame's ``.npy`` path, :mod:`tipd.archive`; NULL where not archived), evidence (JSON: every
+  source's say behind the decision, :mod:`tipd.evidence`)
 * ``commands``: id, microscope, frame_id, action, params (JSON), reason (JSON), status
   (``sent``, ``refused``, ``advisory``, ``done``, ``rejected``, ``failed``), detail, t_sent,
   t_reply
@@ -87,6 +88,8 @@ class Journal:
             self.db.execute("ALTER TABLE frames ADD COLUMN familiarity REAL")
         if "archive" not in columns:  # a journal written before frames were archived
             self.db.execute("ALTER TABLE frames ADD COLUMN archive TEXT")
+        if "evidence" not in columns:  # a journal written before the evidence was kept
+            self.db.execute("ALTER TABLE frames ADD COLUMN evidence TEXT")
 
     def frame(
         self,
@@ -102,11 +105,12 @@ class Journal:
         detail: str = "",
         familiarity: float | None = None,
         archive: str | None = None,
+        evidence: list[dict[str, Any]] | None = None,
     ) -> None:
         self._write(
             "INSERT INTO frames (t, microscope, frame_id, seq, kind, rows_seen, status, state,"
-            " confidences, latency_ms, detail, familiarity, archive)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " confidences, latency_ms, detail, familiarity, archive, evidence)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 time.time(),
                 microscope,
@@ -121,6 +125,7 @@ class Journal:
                 detail,
                 familiarity,
                 archive,
+                json.dumps(evidence) if evidence else None,
             ),
         )
 
@@ -167,6 +172,19 @@ class Journal:
     def prune(self, before: float) -> None:
         """Drop frame rows older than unix time ``before`` (commands and gates are kept)."""
         self._write("DELETE FROM frames WHERE t < ?", (before,))
+
+    def archived(self, microscope: str, frame_id: str) -> str | None:
+        """The archive path of ``microscope``'s whole frame ``frame_id`` (None: not archived,
+        or the journal cannot be read)."""
+        try:
+            row = self.db.execute(
+                "SELECT archive FROM frames WHERE microscope = ? AND frame_id = ? AND kind ="
+                " 'frame' AND archive IS NOT NULL ORDER BY n DESC LIMIT 1",
+                (microscope, frame_id),
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else str(row[0])
 
     def gate(self, microscope: str, state: dict[str, Any]) -> None:
         """Keep ``microscope``'s safety-gate state (replacing the one kept before)."""

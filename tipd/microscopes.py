@@ -13,7 +13,9 @@ from typing import Any, Protocol
 import structlog
 
 from tipd.decide import History, history
-from tipd.frames import LineAssembler
+from tipd.evidence import examine, seen
+from tipd.frames import Frame, LineAssembler
+from tipd.physics.memory import Seen
 from tipd.policy import Policy, PolicyConfig
 from tipd.safety import Limits, SafetyGate
 
@@ -69,10 +71,17 @@ class Microscope:
 class Microscopes:
     """Every microscope seen, by name; each built on first sight with its gate restored."""
 
-    def __init__(self, store: GateStore, rules: Callable[[], Rulebook]) -> None:
+    def __init__(
+        self,
+        store: GateStore,
+        rules: Callable[[], Rulebook],
+        references: list[Frame] | None = None,
+    ) -> None:
         self.store = store
         self.rules = rules  #: the current rulebook (it changes on a reload)
         self.by_name: dict[str, Microscope] = {}
+        #: frames an operator gave as showing a good tip: every microscope's references
+        self.references = list(references or [])
 
     def __contains__(self, name: object) -> bool:
         return name in self.by_name
@@ -94,6 +103,8 @@ class Microscopes:
             if kept is not None:
                 mic.gate.restore(kept)
                 log.info("safety state restored", microscope=name, **mic.gate.status())
+            for ref in self.references:
+                mic.hist.memory.pin(ref, reference(ref))
             self.by_name[name] = mic
         return mic
 
@@ -111,3 +122,8 @@ class Microscopes:
             mic.gate.stop_file = r.stop_file
             mic.policy.config = r.policy
             mic.policy.desirable = set(r.desirable)
+
+
+def reference(frame: Frame) -> Seen:
+    """What the memory keeps of ``frame`` as an operator's reference."""
+    return seen(frame.frame_id or frame.source or "reference", examine(frame), {}, operator=True)

@@ -15,8 +15,9 @@ import zmq.asyncio
 from tipd.condition import State
 from tipd.config import Settings
 from tipd.events import EventPublisher
+from tipd.frames import Frame
 from tipd.journal import Journal
-from tipd.microscopes import Microscope, Microscopes
+from tipd.microscopes import Microscope, Microscopes, reference
 from tipd.protocol import (
     OperatorEvent,
     OperatorReply,
@@ -41,7 +42,9 @@ class OperatorDesk:
         counters: Counter[str],
         settings: Callable[[], Settings],
         state: Callable[[], tuple[State, list[str]]],
+        archived: Callable[[str, str], Frame | None] = lambda mic, frame_id: None,
     ) -> None:
+        self.archived = archived  #: a microscope's frame by id from the archive, if kept
         self.mics = mics
         self.journal = journal
         self.events = events
@@ -65,6 +68,20 @@ class OperatorDesk:
                 log.exception("operator request failed")
                 reply = OperatorReply(ok=False, detail=f"{type(exc).__name__}: {exc}")
             await sock.send_multipart([*envelope, *encode_operator(reply)])
+
+    def mark_good(self, mic: Microscope, frame_id: str | None) -> str | None:
+        """Make frame ``frame_id`` of ``mic`` (None: its latest) its area's reference: from
+        memory, else from the archive. The frame's id, or None when it is in neither."""
+        marked = mic.hist.memory.mark_good(frame_id)
+        if marked is not None:
+            return marked.frame_id
+        if frame_id is None:
+            return None
+        frame = self.archived(mic.name, frame_id)
+        if frame is None:
+            return None
+        mic.hist.memory.pin(frame, reference(frame))
+        return frame_id
 
     def gate_status(self, mic: Microscope) -> dict[str, Any]:
         return {**mic.gate.status(), "advisory": self.settings().advisory}
@@ -99,6 +116,14 @@ class OperatorDesk:
         elif request.op == "release":
             mic.gate.release()
             detail = f"{name} released"
+        elif request.op == "reference":
+            marked = self.mark_good(mic, request.frame_id)
+            if marked is None:
+                which = request.frame_id or "a latest frame"
+                return OperatorReply(
+                    ok=False, detail=f"{name}: no frame {which!r} in memory or the archive"
+                )
+            detail = f"{name}: frame {marked!r} is the reference of its area (a good tip)"
         else:
             fruitless = mic.gate.fruitless
             mic.gate.reset_operator()

@@ -261,6 +261,19 @@ class _Event(_Strict):
 DaemonStateName = Literal["starting", "serving", "degraded", "held", "blind", "stopping"]
 
 
+class EvidenceItem(_Strict):
+    """One source's say about the tip in a decision (:class:`tipd.evidence.Evidence`):
+    ``source`` (nets, echo, sharpness, lines, physics, memory), the ``fault`` it speaks of,
+    its calibrated ``probability``, a ``reason`` a microscopist can check, and whether it
+    could tell at all (``certain``)."""
+
+    source: Annotated[str, Field(min_length=1, max_length=32)]
+    fault: Annotated[str, Field(min_length=1, max_length=64)]
+    probability: Annotated[float, Field(ge=0, le=1, strict=False)]
+    reason: Annotated[str, Field(max_length=512)]
+    certain: bool = True
+
+
 class StateEvent(_Event):
     """Decision on one frame or rolling window. Confidences are 0–1 per class."""
 
@@ -287,6 +300,8 @@ class StateEvent(_Event):
     tip_change: Annotated[float, Field(ge=0, le=1, strict=False)] = 0.0
     #: what was classified: a whole ``frame``, or a ``window`` of its newest lines mid-frame
     kind: Literal["frame", "window"] = "frame"
+    #: every source's say behind the decision (nets, the tip's physics, the sample's memory)
+    evidence: list[EvidenceItem] = []
 
 
 class ActionEvent(_Event):
@@ -331,7 +346,7 @@ class HealthEvent(_Event):
 class OperatorEvent(_Event):
     """An operator command a running daemon carried out (``tipd hold`` …): what, by whom."""
 
-    op: Literal["hold", "release", "reset"]
+    op: Literal["hold", "release", "reset", "reference"]
     who: Annotated[str, Field(min_length=1, max_length=64)]
     detail: Annotated[str, Field(max_length=4096)] = ""
 
@@ -353,12 +368,16 @@ class OperatorRequest(_Strict):
     """An operator's command to a running daemon (``tipd hold stm1`` …), on its operator
     endpoint (REQ → ROUTER): ``hold`` halts every command to ``microscope`` but withdraw,
     ``release`` ends a hold, ``reset`` clears ``needs_operator`` and the fruitless run,
-    ``status`` asks why the gates refuse (``microscope`` None: every microscope)."""
+    ``reference`` says frame ``frame_id`` shows a good tip (its area is judged against it
+    from now on, :mod:`tipd.physics.memory`), ``status`` asks why the gates refuse
+    (``microscope`` None: every microscope)."""
 
     v: Literal[1] = 1
-    op: Literal["hold", "release", "reset", "status"]
+    op: Literal["hold", "release", "reset", "status", "reference"]
     microscope: Microscope | None = None
     who: Annotated[str, Field(min_length=1, max_length=64)] = "operator"
+    #: ``reference``: the frame that shows a good tip (None: the microscope's latest)
+    frame_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
 
 
 class OperatorReply(_Strict):

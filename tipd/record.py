@@ -7,7 +7,8 @@ from typing import Any
 
 from tipd.decide import Step
 from tipd.ensemble import Decision
-from tipd.protocol import FrameHeader, StateEvent
+from tipd.evidence import Evidence
+from tipd.protocol import EvidenceItem, FrameHeader, StateEvent
 
 
 def state_event(
@@ -36,7 +37,22 @@ def state_event(
         bad=d.bad,
         tip_change=d.tip_change,
         kind=step.kind,
+        evidence=[EvidenceItem(**evidence_item(e)) for e in d.evidence],
     )
+
+
+def evidence_item(e: Evidence) -> dict[str, Any]:
+    """One :class:`tipd.evidence.Evidence` as plain data (its reason cut to 512 characters)."""
+    return {
+        **e.as_dict(),
+        "reason": e.reason[:512],
+        "probability": min(1.0, max(0.0, e.probability)),
+    }
+
+
+def evidence_list(decision: Decision) -> list[dict[str, Any]]:
+    """Every source's say behind ``decision``, as plain data (journal, sidecars, JSON)."""
+    return [evidence_item(e) for e in decision.evidence]
 
 
 def journal_scores(decision: Decision) -> dict[str, float]:
@@ -59,4 +75,5 @@ def archive_verdict(decision: Decision, model: str) -> dict[str, Any]:
         "tip_change": decision.tip_change,
         "familiarity": decision.familiarity,
         "classes": decision.classes,
+        "evidence": evidence_list(decision),
     }

@@ -22,6 +22,7 @@ import signal
 import sqlite3
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -48,7 +49,7 @@ from tipd.operator_desk import OperatorDesk
 from tipd.policy import PolicyConfig
 from tipd.protocol import ErrorEvent, ProtocolError
 from tipd.ratelimit import ErrorBudget
-from tipd.record import archive_verdict, journal_scores, state_event
+from tipd.record import archive_verdict, evidence_list, journal_scores, state_event
 from tipd.safety import Limits
 from tipd.systemd import sd_notify
 
@@ -58,7 +59,12 @@ log = structlog.get_logger("tipd")
 class Daemon:
     """The service object: all state lives here."""
 
-    def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: Path | None = None,
+        references: list[Frame] | None = None,
+    ) -> None:
         self.settings = settings
         self.config_path = config_path
         self.started = time.monotonic()
@@ -80,7 +86,7 @@ class Daemon:
         )
         self.journal = Journal(settings.journal)
         self.archive = open_archive(settings, self.counters)
-        self.mics = Microscopes(self.journal, self.rulebook)
+        self.mics = Microscopes(self.journal, self.rulebook, references)
         self.intake = Intake(self.mics, lambda: self.models, self.counters)
         self.stopping = asyncio.Event()
         self.reload_requested = False
@@ -138,7 +144,7 @@ class Daemon:
         self.dispatcher = Dispatcher(self.journal, self.events, self.counters, self.silent)
         self.desk = OperatorDesk(
             self.mics, self.journal, self.events, self.counters, lambda: self.settings,
-            self.reports.state,
+            self.reports.state, partial(archived_frame, self.journal),
         )  # fmt: skip
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
@@ -266,6 +272,7 @@ class Daemon:
         self.journal.frame(
             mic.name, header.frame_id, header.seq, work.kind, work.rows_seen, "classified",
             d.state, journal_scores(d), latency, familiarity=d.familiarity, archive=archived,
+            evidence=evidence_list(d),
         )  # fmt: skip
         await self.events.publish(
             state_event(mic.name, done, header, work.rows_seen, latency, work.first_row)
@@ -344,6 +351,20 @@ class Daemon:
             log.exception("reporting the failure failed too")
 
 
+def archived_frame(journal: Journal, microscope: str, frame_id: str) -> Frame | None:
+    """Whole frame ``frame_id`` of ``microscope`` from the archive, if it was kept."""
+    from tipd.readers import ReaderError, read_any
+
+    path = journal.archived(microscope, frame_id)
+    if path is None:
+        return None
+    try:
+        frame = read_any(path)
+    except ReaderError:
+        return None
+    return frame.replace(microscope=microscope, frame_id=frame_id)
+
+
 def open_archive(settings: Settings, counters: Counter[str]) -> Archive | None:
     """The frame archive the settings ask for; None when off, or when its folder cannot be
     used (logged and counted in ``counters``: tipd serves on without it)."""
@@ -360,10 +381,13 @@ def open_archive(settings: Settings, counters: Counter[str]) -> Archive | None:
         return None
 
 
-def run(settings: Settings, config_path: Path | None = None) -> int:
-    """Build the daemon and serve until SIGTERM; model problems at start are fatal (exit 2)."""
+def run(
+    settings: Settings, config_path: Path | None = None, references: list[Frame] | None = None
+) -> int:
+    """Build the daemon and serve until SIGTERM; model problems at start are fatal (exit 2).
+    ``references``: frames showing a good tip (``tipd run --reference``)."""
     try:
-        daemon = Daemon(settings, config_path)
+        daemon = Daemon(settings, config_path, references)
     except ModelError as exc:
         log.error("cannot start: model check failed", error=str(exc))
         return 2

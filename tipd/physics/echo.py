@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft as sfft
 from scipy.ndimage import gaussian_filter, grey_opening, uniform_filter
 
 from tipd.physics.view import View
@@ -91,14 +92,15 @@ def autocorrelation(a: np.ndarray, lattice_peak: float = LATTICE_PEAK) -> np.nda
     2 cols)``, centred (zero shift at ``(rows, cols)``) and normalised to 1 there, with the
     power spectrum's sharp peaks (a lattice's) replaced by its local level."""
     rows, cols = a.shape
-    spec = np.fft.rfft2(a - a.mean(), s=(2 * rows, 2 * cols))  # zero-padded: no wrap-around
+    centred = (a - a.mean()).astype(np.float32)
+    spec = sfft.rfft2(centred, s=(2 * rows, 2 * cols))  # zero-padded: no wrap-around
     power = spec.real**2 + spec.imag**2
     level = np.log(power + power.max() * 1e-12)
     background = uniform_filter(level, size=9, mode="wrap")  # the local level, in log power
     peaks = level > background + math.log(lattice_peak)
     peaks[0, 0] = False
     power = np.where(peaks, np.exp(background), power)
-    acf = np.fft.fftshift(np.fft.irfft2(power, s=(2 * rows, 2 * cols)))
+    acf = np.fft.fftshift(sfft.irfft2(power, s=(2 * rows, 2 * cols)))
     rows, cols = acf.shape
     centre = acf[rows // 2, cols // 2]
     out: np.ndarray = acf / centre if centre > 0 else acf

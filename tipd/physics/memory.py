@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -59,12 +59,13 @@ class Seen:
     found in it (``faults``: each fault's probability)."""
 
     frame_id: str
-    image: np.ndarray  #: (rows, cols) ≤ 256², line-flattened heights (m), float32
+    image: np.ndarray  #: (rows, cols), line-flattened heights (m), float32
     noise_m: float  #: white noise between neighbouring pixels (m)
     sharpness: Sharpness | None
     echo: Echo | None
     faults: dict[str, float]
     operator: bool = False  #: an operator marked it good
+    first_row: int = 0  #: the frame row of the image's first row
 
 
 def area_key(frame: Frame) -> tuple[int, int, int, int]:
@@ -144,9 +145,8 @@ def _overlap(a: np.ndarray, b: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray
     return a[ya : ya + h, xa : xa + w], b[yb : yb + h, xb : xb + w]
 
 
-def compare(seen: Seen, reference: Seen, first_row: int = 0) -> Comparison:
-    """``seen`` against ``reference`` of its area (see :class:`Comparison`); ``first_row``: the
-    frame row of the first row of ``seen``'s image (for ``row``)."""
+def compare(seen: Seen, reference: Seen) -> Comparison:
+    """``seen`` against ``reference`` of its area (see :class:`Comparison`)."""
     if seen.image.shape != reference.image.shape:
         return Comparison(reference, 0.0, (0, 0), 0.0, 0.0, None, 1.0, 1.0, np.inf)
     dy, dx, corr = _align(seen.image, reference.image)
@@ -169,7 +169,7 @@ def compare(seen: Seen, reference: Seen, first_row: int = 0) -> Comparison:
         after = (sums[-1] - sums[r - 1]) / (n - r)
         ratio = (after + 0.5) / (before + 0.5)
         k = int(np.argmax(ratio))
-        split, row = float(ratio[k]), first_row + int(r[k]) + max(0, dy)
+        split, row = float(ratio[k]), seen.first_row + int(r[k]) + max(0, dy)
     return Comparison(reference, corr, (dy, dx), change, raised, row, split, lines_changed, tail)
 
 
@@ -205,15 +205,26 @@ class SampleMemory:
         while len(self.areas) > AREAS:
             self.areas.popitem(last=False)
 
-    def mark_good(self, frame_id: str) -> bool:
-        """An operator says frame ``frame_id`` (one of the latest) shows a good tip: it becomes
-        its area's reference. False when it is not among the latest frames."""
+    def mark_good(self, frame_id: str | None = None) -> Seen | None:
+        """An operator says frame ``frame_id`` (one of the latest; None: the latest of all)
+        shows a good tip: it becomes its area's reference. The frame, or None when it is not
+        among the latest frames."""
+        if frame_id is None:
+            if not self.latest:
+                return None
+            frame_id = next(reversed(self.latest))
         found = self.latest.get(frame_id)
         if found is None:
-            return False
+            return None
         key, seen = found
-        self.areas[key] = Seen(
-            seen.frame_id, seen.image, seen.noise_m, seen.sharpness, seen.echo, {}, True
-        )
+        marked = replace(seen, faults={}, operator=True)
+        self.areas[key] = marked
         self.areas.move_to_end(key)
-        return True
+        return marked
+
+    def pin(self, frame: Frame, seen: Seen) -> None:
+        """``seen`` (of ``frame``, from a file or the archive) is the reference of
+        ``frame``'s area, as an operator's."""
+        key = area_key(frame)
+        self.areas[key] = replace(seen, faults={}, operator=True)
+        self.areas.move_to_end(key)

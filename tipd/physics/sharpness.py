@@ -16,8 +16,9 @@ paraboloid whose cap falls by the frame's local relief (:func:`relief`) over ``w
   over the relief, at :data:`WIDTH_PX`;
 * ``asymmetry`` = ln(valleys / peaks). A blunt tip rounds every peak and keeps the valleys
   sharp; a sharp tip leaves both as the surface has them, and noise is as much up as down;
-* ``certain``: some of the image stands out of the opening or the closing by more than 4 × the
-  noise: the frame has features sharp enough to tell. A smooth surface has none, and then the
+* ``certain``: some of the image (:data:`CERTAIN_SHARE`) stands out of the opening or the
+  closing by more than 4 × the noise and a tenth of the relief: the frame has features sharp
+  enough to tell. A smooth surface has none, and then the
   frame says nothing about the tip ("cannot tell", not "good").
 
 Pure functions; heights in metres.
@@ -35,8 +36,10 @@ from tipd.physics.view import View
 
 #: the cap's width (pixels): it falls by the relief over this many pixels
 WIDTH_PX = 4
-#: the share of pixels beyond 4 × the noise that makes a frame sharp enough to tell
-CERTAIN_SHARE = 0.002
+#: the share of pixels the opening or closing changes by more than 4 × the noise and
+#: :data:`SHARP_RELIEF` of the relief that makes a frame sharp enough to tell
+CERTAIN_SHARE = 0.005
+SHARP_RELIEF = 0.1
 
 
 def relief(z: np.ndarray) -> float:
@@ -71,7 +74,7 @@ def residuals(z: np.ndarray, scale_m: float, width_px: float) -> tuple[np.ndarra
     """What the opening (peaks) and the closing (valleys) of ``z`` by a paraboloid whose cap
     falls by ``scale_m`` over ``width_px`` pixels change: two non-negative maps (m)."""
     span = float(z.max() - z.min())
-    reach = max(1, min(math.ceil(width_px * math.sqrt(span / scale_m)), 3 * int(width_px)))
+    reach = max(1, min(math.ceil(width_px * math.sqrt(span / scale_m)), 2 * int(width_px)))
     k = np.arange(reach + 1, dtype=np.float32)
     cap = (scale_m * (k / width_px) ** 2).astype(np.float32)
     opened = _morph(_morph(z, cap, dilate=False), cap, dilate=True)
@@ -107,9 +110,9 @@ def sharpness(v: View) -> Sharpness | None:
     if not v.usable:
         return None
     z = gaussian_filter(v.z, 0.7).astype(np.float32)
-    scale = relief(z)
+    scale = max(relief(z), v.range_m / 10)  # a smooth frame's relief is not all its height
     ro, rc = residuals(z, scale, WIDTH_PX)
-    floor = 4 * v.noise_m
+    floor = max(4 * v.noise_m, SHARP_RELIEF * scale)
     certain = bool(max(np.mean(ro > floor), np.mean(rc > floor)) > CERTAIN_SHARE)
     peaks, valleys = float(ro.mean() / scale), float(rc.mean() / scale)
     radius = (WIDTH_PX * v.pixel_nm[0]) ** 2 / (2 * scale * 1e9)

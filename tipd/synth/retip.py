@@ -90,9 +90,18 @@ def dilate_paraboloid(z: np.ndarray, pixel_nm: tuple[float, float], radius_nm: f
     for axis, step in ((1, pixel_nm[0]), (0, pixel_nm[1])):
         # the cap drops below the whole height range beyond this many pixels: they cannot win
         reach = min(MAX_REACH_PX, int(math.sqrt(2 * radius_nm * span * 1e9) / step) + 1)
+        reach = min(reach, out.shape[axis] - 1)
         k = np.arange(reach + 1) * step
         cap_m = k**2 / (2 * radius_nm) * 1e-9
-        out = _dilate_1d(out, cap_m, axis)
+        # the surface goes on beyond the scan: mirrored, so the edges are imaged as the middle
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (reach, reach)
+        wide = _dilate_1d(np.pad(out, pad, mode="reflect"), cap_m, axis)
+        out = (
+            wide[reach : reach + out.shape[0]]
+            if axis == 0
+            else wide[:, reach : reach + out.shape[1]]
+        )
     return out
 
 

@@ -8,6 +8,8 @@ Stop and Release, labelling, and ``/metrics`` (Starlette, served by uvicorn).
 ``GET /api/state``         the same snapshot as JSON
 ``POST /api/hold``         ``{"microscope": "stm1"}``: an operator hold (tipd sends it nothing)
 ``POST /api/release``      ``{"microscope": "stm1"}``: end the hold
+``POST /api/reference``    ``{"microscope": "stm1"}`` (and optionally ``"frame_id"``): its latest
+                           frame (or that one) shows a good tip, the reference of its area
 ``GET /api/queue``         the labelling queue's head, the classes and their keys
 ``GET /api/scan?key=K``    one scan of the queue as PNG (scale bar, height span)
 ``POST /api/label``        ``{"key": K, "class": C}``: label it
@@ -213,13 +215,18 @@ def create_app(config: WebConfig) -> Starlette:
                 await sender
             state.clients.discard(queue)
 
-    def operator(op: Literal["hold", "release"]) -> Callable[[Request], Awaitable[Response]]:
+    def operator(
+        op: Literal["hold", "release", "reference"],
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             from tipd.operator import NoAnswerError, ask
 
             try:
                 body = await _json(request)
-                req = OperatorRequest(op=op, microscope=body.get("microscope"), who=config.who)
+                frame_id = body.get("frame_id") if op == "reference" else None
+                req = OperatorRequest(
+                    op=op, microscope=body.get("microscope"), who=config.who, frame_id=frame_id
+                )
             except (ValueError, ProtocolError) as exc:
                 return bad_request(state, str(exc).splitlines()[0])
             if req.microscope is None:
@@ -310,6 +317,7 @@ def create_app(config: WebConfig) -> Starlette:
             Route("/api/state", snapshot),
             Route("/api/hold", operator("hold"), methods=["POST"]),
             Route("/api/release", operator("release"), methods=["POST"]),
+            Route("/api/reference", operator("reference"), methods=["POST"]),
             Route("/api/queue", queue),
             Route("/api/scan", scan),
             Route("/api/label", label, methods=["POST"]),
