@@ -30,7 +30,9 @@ class Votes:
         self.voted = np.array(voted)
         self.familiarity = familiarity
 
-    def classify(self, frames: list[Frame]) -> list[Decision]:
+    def classify(self, frames: list[Frame], meanwhile: object = None) -> list[Decision]:
+        if callable(meanwhile):
+            meanwhile()
         members = np.tile(self.voted, (len(MANIFEST.members), 1))
         return [decide(MANIFEST, self.voted, members, self.familiarity, threshold=0.01)] * len(
             frames

@@ -161,7 +161,9 @@ class Settings(BaseSettings):
     #: this many unfamiliar whole frames in a row on one microscope raise a health event at
     #: once (and it stays in every health event until a familiar frame): tipd is blind there
     blind_after: int = Field(3, ge=1)
-    threads: int = Field(2, ge=0)  #: ONNX Runtime intra-op threads (0: all cores)
+    #: ONNX Runtime intra-op threads (0: all cores); one leaves the other core of two to the
+    #: frame's physical tests, which run meanwhile (:mod:`tipd.evidence`)
+    threads: int = Field(1, ge=0)
     #: publish every valid frame and lines message again on the preview endpoint, so
     #: ``tipd web`` draws the scan line by line
     mirror_frames: bool = True

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -38,6 +38,7 @@ from tipd.policy import Policy, PolicyConfig, Proposal
 from tipd.preprocess import line_jumps
 from tipd.protocol import CONDITIONING, Command, Reply
 from tipd.safety import Limits, SafetyGate
+from tipd.scanlines import NONE
 from tipd.taxonomy import UNFAMILIAR
 
 Kind = Literal["frame", "window"]
@@ -124,7 +125,9 @@ class Judge(Protocol):
 
     manifest: Manifest
 
-    def classify(self, frames: list[Frame]) -> list[Decision]: ...
+    def classify(
+        self, frames: list[Frame], meanwhile: Callable[[], object] | None = None
+    ) -> list[Decision]: ...
 
 
 def weigh(frame: Frame, judge: Judge, hist: History, kind: Kind = "frame") -> Decision:
@@ -132,10 +135,15 @@ def weigh(frame: Frame, judge: Judge, hist: History, kind: Kind = "frame") -> De
     and for a whole frame the physics of its own heights and its area's memory
     (:mod:`tipd.evidence`). The frame is then remembered: as its area's reference when the
     area has none, or it looks different now without a fault to show for it."""
-    nets = judge.classify([frame])[0]
-    if kind == "window":
-        return nets  # the newest lines of a frame in progress: the nets and the lines only
-    found = evidence.examine(frame, nets.lines)
+    if kind == "window":  # the newest lines of a frame in progress: the nets and lines only
+        return judge.classify([frame])[0]
+    physics: list[evidence.Physical] = []  # the frame's own tests, done while the nets run
+
+    def tests() -> None:
+        physics.append(evidence.examine(frame, lines=NONE))  # the nets' decision has the lines
+
+    nets = judge.classify([frame], meanwhile=tests)[0]
+    found = replace(physics[0], lines=nets.lines)
     said = evidence.absolute(found)
     if not found.view.usable:  # too small to read: nor to compare with what its area showed
         return evidence.combine(nets, judge.manifest, said)
@@ -144,7 +152,8 @@ def weigh(frame: Frame, judge: Judge, hist: History, kind: Kind = "frame") -> De
     cmp = compare(now, reference) if reference is not None else None
     if cmp is not None:
         said += evidence.relative(found, cmp)
-    decision = evidence.combine(nets, judge.manifest, said, evidence.explained_by(reference, cmp))
+    explained = evidence.explained_by(found, reference, cmp)
+    decision = evidence.combine(nets, judge.manifest, said, explained)
     faults = _own_faults(decision, judge.manifest)
     new_look = cmp is None or not cmp.unchanged
     relative_fault = any(
@@ -152,7 +161,8 @@ def weigh(frame: Frame, judge: Judge, hist: History, kind: Kind = "frame") -> De
         for e in decision.evidence
     )
     adopt = reference is None or (new_look and decision.bad < 0.5 and not relative_fault)
-    hist.memory.keep(frame, evidence.seen(frame.frame_id, found, faults), adopt)
+    kept = evidence.seen(frame.frame_id, found, faults, bad=decision.bad)
+    hist.memory.keep(frame, kept, adopt)
     return decision
 
 

@@ -14,6 +14,8 @@ are small; full precision costs them little.
 from __future__ import annotations
 
 import ctypes.util
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,8 @@ class Ensemble:
         self.familiarity: Familiarity | None = None
         if self.manifest.familiarity is not None:
             self.familiarity = Familiarity.load(folder / self.manifest.familiarity.file)
+        #: does the caller's other work while the nets run (:meth:`classify`'s ``meanwhile``)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"beside-{self.manifest.name}")
 
     def run(self, x: np.ndarray) -> Output:
         """Run on model inputs ``x`` of shape ``(N, C, S, S)`` (float32 in [-1, 1])."""
@@ -132,12 +136,20 @@ class Ensemble:
         """A frame's heights ``(rows, cols)`` → model input ``(1, C, S, S)``."""
         return model_input(z, self.size, self.channels)[None]
 
-    def classify(self, frames: list[Frame]) -> list[Decision]:
-        """Decisions for whole frames, in one batch."""
+    def classify(
+        self, frames: list[Frame], meanwhile: Callable[[], object] | None = None
+    ) -> list[Decision]:
+        """Decisions for whole frames, in one batch. ``meanwhile``, if given, runs in a thread of
+        the ensemble's own while the nets read the frames: other work on them (numpy, SciPy and
+        ONNX Runtime let go of the interpreter in their loops), on the other core."""
         if not frames:
             return []
+        other = None if meanwhile is None else self._worker.submit(meanwhile)
         x = np.concatenate([self.prepare(f.data) for f in frames])
         out = self.run(x)
+        lines = [tip_change_evidence(f.data) for f in frames]
+        if other is not None:
+            other.result()  # its exceptions are the caller's
         known: list[float | None] = [None] * len(frames)
         threshold = 0.0
         if self.familiarity is not None:
@@ -150,10 +162,10 @@ class Ensemble:
                 out.voted[i],
                 out.members[i],
                 known[i],
-                tip_change_evidence(f.data),
+                lines[i],
                 threshold,
             )
-            for i, f in enumerate(frames)
+            for i in range(len(frames))
         ]
 
 

@@ -58,6 +58,9 @@ ALONE = 0.85
 #: a fault named by the frame's own physics alone needs this probability to be the state (its
 #: tests are weak alone: below it they weigh in ``bad`` but name nothing)
 NAMED_ALONE = 0.7
+#: a reference this bad (the policy's sure) may have shown a tip bad from the start: its rescans
+#: are not explained by it
+SURE = 0.9
 
 #: the raw measures of one frame the physical heads read (:func:`absolute_features`)
 ABSOLUTE_FEATURES = (
@@ -134,11 +137,13 @@ class Physical:
     texture: TextureChange | None
     view: View
     first_row: int  #: the frame row of the view's first row
+    rows: int  #: the frame's lines
 
 
 def examine(frame: Frame, lines: TipChangeEvidence | None = None) -> Physical:
     """Every physical test of one frame (heights in metres, NaN for lines not scanned);
-    ``lines``: its scan-line test where done already (the nets' decision carries it)."""
+    ``lines``: its scan-line test where done elsewhere (the nets' decision carries it), else
+    it is done here."""
     v = view(frame.data, frame.pixel_size_nm)
     scanned = int(np.isfinite(frame.data).all(axis=1).sum())
     first = max(0, (scanned - v.z.shape[0]) // 2)
@@ -149,6 +154,7 @@ def examine(frame: Frame, lines: TipChangeEvidence | None = None) -> Physical:
         texture_change(frame.data),
         v,
         first,
+        frame.shape[0],
     )
 
 
@@ -194,10 +200,17 @@ def absolute(p: Physical) -> list[Evidence]:
     return out
 
 
-def seen(frame_id: str, p: Physical, faults: dict[str, float], operator: bool = False) -> Seen:
-    """What the memory keeps of a frame and its decision's fault probabilities."""
+def seen(
+    frame_id: str, p: Physical, faults: dict[str, float], operator: bool = False, bad: float = 0.0
+) -> Seen:
+    """What the memory keeps of a frame (``p``: its physics), its decision's fault
+    probabilities and its ``bad``."""
     image = p.view.z.astype(np.float32)
-    return Seen(frame_id, image, p.view.noise_m, p.sharpness, p.echo, faults, operator, p.first_row)
+    jump = p.lines.row if p.lines.probability >= 0.5 else None
+    return Seen(
+        frame_id, image, p.view.noise_m, p.sharpness, p.echo, faults, operator, p.first_row,
+        bad, jump,
+    )  # fmt: skip
 
 
 def relative_features(p: Physical, cmp: Comparison) -> np.ndarray:
@@ -246,12 +259,25 @@ def relative(p: Physical, cmp: Comparison) -> list[Evidence]:
     ]
 
 
-def explained_by(reference: Seen | None, cmp: Comparison | None) -> frozenset[str]:
-    """The faults the area's reference showed itself, when the frame shows the same surface
-    no differently: for these the frame's own evidence is the surface's, not the tip's."""
-    if reference is None or cmp is None or not cmp.unchanged:
+def explained_by(p: Physical, reference: Seen | None, cmp: Comparison | None) -> frozenset[str]:
+    """The faults of frame ``p`` that its area's ``reference`` showed itself, and that the frame
+    shows no differently: the surface's, not the tip's.
+
+    * the very same frame again: all the reference showed;
+    * a rescan no more different than noise (:attr:`~tipd.physics.memory.Comparison.unchanged`)
+      of a reference that was not surely bad: all it showed. After a surely bad reference the
+      tip may have been bad from the start, and its faults count again in every rescan;
+    * a jump of the lines at the line (±2 %) where the reference's lines jumped: ``tip_change``.
+    """
+    if reference is None or cmp is None or not cmp.same_area:
         return frozenset()
-    return frozenset(f for f, p in reference.faults.items() if p >= CONTRADICTS)
+    out: set[str] = set()
+    if cmp.identical or (cmp.unchanged and reference.bad < SURE):
+        out |= {f for f, q in reference.faults.items() if q >= CONTRADICTS}
+    row, before = p.lines.row, reference.jump_row
+    if row is not None and before is not None and abs(row - before) <= max(2, 0.02 * p.rows):
+        out.add("tip_change")
+    return frozenset(out)
 
 
 def _strongest(evidence: list[Evidence], fault: str, sources: tuple[str, ...]) -> float | None:
@@ -283,7 +309,7 @@ def combine(
       same caps; with nothing able to tell, :data:`tipd.ensemble.UNSURE`.
     """
     own = ("echo", "sharpness", "lines", "physics")
-    surface = bool(explained) or any(e.source == "memory" and e.fault == "good" for e in evidence)
+    surface = bool(explained - {"tip_change"})  # the frame shows what the reference showed
     faults: dict[str, float] = {}
     for f in FAULTS:
         mine = _strongest(evidence, f, own)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
-from scipy.ndimage import gaussian_filter, grey_opening, uniform_filter
+from scipy.ndimage import gaussian_filter, maximum_filter, minimum_filter, uniform_filter
 
 from tipd.physics.view import View
 
@@ -46,6 +46,18 @@ LATTICE_PEAK = 10.0
 #: an echo stands out of the autocorrelation around it over this many pixels (a ridge, from a
 #: step or a row of features, does not)
 LOCAL_PX = 7
+
+
+def _valid(m: int) -> np.ndarray:
+    """The shifts (within ``m`` each way) an echo may lie at: beyond the protrusions' own width
+    and within ``m`` of the centre, not on the fast-scan line through it."""
+    yy, xx = np.mgrid[-m : m + 1, -m : m + 1]
+    ring = np.rint(np.hypot(yy, xx))
+    out: np.ndarray = (ring >= TOPHAT_PX + 1) & (ring <= m) & (yy != 0)
+    return out
+
+
+VALID = _valid(MAX_OFFSET_PX)
 
 
 @dataclass(frozen=True)
@@ -81,29 +93,35 @@ class Echo:
 
 def protrusions(v: View) -> np.ndarray:
     """What stands out of the slow relief by more than twice the noise (m), zero elsewhere."""
-    z = gaussian_filter(v.z, 0.7)
-    top = z - grey_opening(z, size=(2 * TOPHAT_PX + 1, 2 * TOPHAT_PX + 1))
+    z = gaussian_filter(v.z.astype(np.float32), 0.7)
+    size = 2 * TOPHAT_PX + 1
+    top = z - maximum_filter(minimum_filter(z, size), size)  # the opening by the square
     out: np.ndarray = np.clip(top - 2 * v.noise_m, 0.0, None)
     return out
 
 
 def autocorrelation(a: np.ndarray, lattice_peak: float = LATTICE_PEAK) -> np.ndarray:
-    """The autocorrelation of ``a`` ``(rows, cols)`` (mean removed, zero-padded), ``(2 rows,
-    2 cols)``, centred (zero shift at ``(rows, cols)``) and normalised to 1 there, with the
-    power spectrum's sharp peaks (a lattice's) replaced by its local level."""
+    """The autocorrelation of ``a`` ``(rows, cols)`` (mean removed, zero-padded) for shifts up
+    to :data:`MAX_OFFSET_PX` each way, ``(2m + 1, 2m + 1)`` with zero shift in the middle,
+    normalised to 1 there, with the power spectrum's sharp peaks (a lattice's) replaced by its
+    local level."""
     rows, cols = a.shape
     centred = (a - a.mean()).astype(np.float32)
-    spec = sfft.rfft2(centred, s=(2 * rows, 2 * cols))  # zero-padded: no wrap-around
+    # zero-padded by the farthest shift looked for: no wrap-around within it
+    shape = (sfft.next_fast_len(rows + MAX_OFFSET_PX), sfft.next_fast_len(cols + MAX_OFFSET_PX))
+    spec = sfft.rfft2(centred, s=shape)
     power = spec.real**2 + spec.imag**2
     level = np.log(power + power.max() * 1e-12)
     background = uniform_filter(level, size=9, mode="wrap")  # the local level, in log power
     peaks = level > background + math.log(lattice_peak)
     peaks[0, 0] = False
     power = np.where(peaks, np.exp(background), power)
-    acf = np.fft.fftshift(sfft.irfft2(power, s=(2 * rows, 2 * cols)))
-    rows, cols = acf.shape
-    centre = acf[rows // 2, cols // 2]
-    out: np.ndarray = acf / centre if centre > 0 else acf
+    acf = sfft.irfft2(power, s=shape)
+    m = min(MAX_OFFSET_PX, rows - 1, cols - 1)
+    near = np.r_[-m:0, 0 : m + 1]  # shifts -m … m, as they lie in the unshifted array
+    win = acf[np.ix_(near % acf.shape[0], near % acf.shape[1])]
+    centre = win[m, m]
+    out: np.ndarray = win / centre if centre > 0 else win
     return out
 
 
@@ -116,14 +134,10 @@ def echo(v: View) -> Echo | None:
     features = float(np.mean(top > 0))
     if features == 0.0:
         return None
-    acf = autocorrelation(top)
-    rows, cols = acf.shape
+    win = autocorrelation(top)
     m = MAX_OFFSET_PX
-    win = acf[rows // 2 - m : rows // 2 + m + 1, cols // 2 - m : cols // 2 + m + 1]
-    yy, xx = np.mgrid[-m : m + 1, -m : m + 1]
-    ring = np.rint(np.hypot(yy, xx)).astype(int)
     res = win - uniform_filter(win, size=LOCAL_PX, mode="nearest")  # a point, not a ridge
-    valid = (ring >= TOPHAT_PX + 1) & (ring <= m) & (yy != 0)
+    valid = VALID
     spread = 1.4826 * float(np.median(np.abs(res[valid] - np.median(res[valid])))) + 1e-12
     k = int(np.argmax(np.where(valid, res, -np.inf)))
     py, px = divmod(k, 2 * m + 1)

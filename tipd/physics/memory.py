@@ -22,8 +22,10 @@ area is compared with it:
 * **sharper or blunter, an echo new?** the frame's sharpness (:mod:`.sharpness`) and echo
   (:mod:`.echo`) against the reference's.
 
-What the reference frame showed itself (an echo, a jump, a class the nets named) is the surface:
-evidence that a later frame of the area shows no more strongly is *explained* by it.
+What the reference frame showed itself is the surface, where the later frame shows nothing new
+(:func:`tipd.evidence.explained_by`): the same frame again, a rescan that differs by no more than
+noise from a reference not surely bad, and a jump of the lines at the line where the reference's
+lines jumped (a tip change is an event in time; a step stays where it is).
 
 Pure computation over a bounded store: :data:`AREAS` areas per microscope, the least recently
 scanned forgotten first.
@@ -36,6 +38,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import scipy.fft as sfft
 
 from tipd.frames import Frame
 from tipd.physics.echo import Echo
@@ -66,6 +69,8 @@ class Seen:
     faults: dict[str, float]
     operator: bool = False  #: an operator marked it good
     first_row: int = 0  #: the frame row of the image's first row
+    bad: float = 0.0  #: its decision's ``bad``
+    jump_row: int | None = None  #: where its lines' height jumped (a tip change, or a step)
 
 
 def area_key(frame: Frame) -> tuple[int, int, int, int]:
@@ -101,6 +106,7 @@ class Comparison:
     split: float
     lines_changed: float = 0.0  #: share of lines whose difference exceeds 3 × the noise
     tail: float = 0.0  #: the 99.5th percentile of the difference's size, noise units
+    identical: bool = False  #: the very same frame again
 
     @property
     def unchanged(self) -> bool:
@@ -116,17 +122,15 @@ class Comparison:
 def _align(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
     """The shift (dy, dx), within a quarter of the side, that best lays ``b`` on ``a``, and the
     correlation of the overlap there."""
-    n = a.shape[0]
-    fa = np.fft.rfft2(a - a.mean())
-    fb = np.fft.rfft2(b - b.mean())
-    xc = np.fft.irfft2(fa * np.conj(fb), s=a.shape)
-    lim = n // 4
-    xc = np.fft.fftshift(xc)
-    c = n // 2
-    win = xc[c - lim : c + lim + 1, c - lim : c + lim + 1]
+    n, m = a.shape
+    fa = sfft.rfft2(a - a.mean())
+    fb = sfft.rfft2(b - b.mean())
+    xc = sfft.irfft2(fa * np.conj(fb), s=a.shape)
+    lim = min(n, m) // 4
+    near = np.r_[0 : lim + 1, -lim:0]  # shifts -lim … lim, as they lie in the unshifted array
+    win = xc[np.ix_(near % n, near % m)]
     k = int(np.argmax(win))
-    dy, dx = divmod(k, 2 * lim + 1)
-    dy, dx = dy - lim, dx - lim
+    dy, dx = (int(near[i]) for i in divmod(k, len(near)))
     pa, pb = _overlap(a, b, dy, dx)
     sa, sb = pa.std(), pb.std()
     if sa == 0 or sb == 0:
@@ -149,6 +153,8 @@ def compare(seen: Seen, reference: Seen) -> Comparison:
     """``seen`` against ``reference`` of its area (see :class:`Comparison`)."""
     if seen.image.shape != reference.image.shape:
         return Comparison(reference, 0.0, (0, 0), 0.0, 0.0, None, 1.0, 1.0, np.inf)
+    if np.array_equal(seen.image, reference.image):  # the very same frame, sent again
+        return Comparison(reference, 1.0, (0, 0), 0.0, 0.0, None, 1.0, 0.0, 0.0, True)
     dy, dx, corr = _align(seen.image, reference.image)
     a, b = _overlap(seen.image, reference.image, dy, dx)
     diff = (a - b).astype(np.float64)
@@ -217,7 +223,7 @@ class SampleMemory:
         if found is None:
             return None
         key, seen = found
-        marked = replace(seen, faults={}, operator=True)
+        marked = replace(seen, faults={}, operator=True, bad=0.0)
         self.areas[key] = marked
         self.areas.move_to_end(key)
         return marked
@@ -226,5 +232,5 @@ class SampleMemory:
         """``seen`` (of ``frame``, from a file or the archive) is the reference of
         ``frame``'s area, as an operator's."""
         key = area_key(frame)
-        self.areas[key] = replace(seen, faults={}, operator=True)
+        self.areas[key] = replace(seen, faults={}, operator=True, bad=0.0)
         self.areas.move_to_end(key)

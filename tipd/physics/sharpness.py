@@ -74,7 +74,7 @@ def residuals(z: np.ndarray, scale_m: float, width_px: float) -> tuple[np.ndarra
     """What the opening (peaks) and the closing (valleys) of ``z`` by a paraboloid whose cap
     falls by ``scale_m`` over ``width_px`` pixels change: two non-negative maps (m)."""
     span = float(z.max() - z.min())
-    reach = max(1, min(math.ceil(width_px * math.sqrt(span / scale_m)), 2 * int(width_px)))
+    reach = max(1, min(math.ceil(width_px * math.sqrt(span / scale_m)), int(width_px) + 2))
     k = np.arange(reach + 1, dtype=np.float32)
     cap = (scale_m * (k / width_px) ** 2).astype(np.float32)
     opened = _morph(_morph(z, cap, dilate=False), cap, dilate=True)

@@ -39,7 +39,7 @@ class View:
 def noise(flat: np.ndarray) -> float:
     """White noise (m) of line-flattened heights: the robust spread of the differences between
     neighbouring pixels along a line, over √2 (surface slopes barely move a median)."""
-    d = np.diff(flat, axis=1).ravel()
+    d = np.diff(flat[::2], axis=1).ravel()  # every other line is plenty for a median
     d = d[np.isfinite(d)]
     if d.size == 0:
         return 0.0
@@ -50,7 +50,8 @@ def view(z: np.ndarray, pixel_nm: tuple[float, float], side: int = SIDE) -> View
     """The :class:`View` of heights ``z`` (m, ``(rows, cols)``, NaN for lines not scanned) with
     pixels of ``pixel_nm``: the central ``side`` square of its scanned lines, flattened."""
     z = np.asarray(z)
-    scanned = np.flatnonzero(np.isfinite(z).all(axis=1))
+    probe = z[:, :: max(1, z.shape[1] // 16)]  # a line not scanned is NaN all along
+    scanned = np.flatnonzero(np.isfinite(probe).all(axis=1))
     if scanned.size == 0:
         return View(np.zeros((0, 0)), pixel_nm, 0.0, 0.0)
     lines = z[scanned[0] : scanned[-1] + 1]
@@ -59,5 +60,5 @@ def view(z: np.ndarray, pixel_nm: tuple[float, float], side: int = SIDE) -> View
     flat = flatten_lines(lines[r0 : r0 + side, c0 : c0 + side])
     if not np.isfinite(flat).all():  # a line missing inside the scanned block
         flat = np.where(np.isfinite(flat), flat, 0.0)
-    lo, hi = np.percentile(flat, [2, 98])
+    lo, hi = np.percentile(flat[::2, ::2], [2, 98])
     return View(flat, pixel_nm, noise(flat), float(hi - lo))
