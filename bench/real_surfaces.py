@@ -431,6 +431,31 @@ def streamed(known: list[Known], model: str) -> dict[str, str]:
     return out
 
 
+def synthetic_check(model: str, n: int) -> str:
+    """The good/bad AUROC of held-out synthetic frames of ``model``'s surface (its test seed):
+    the nets' own decision against the whole decision step's, which weighs the physics too."""
+    from tipd.classify import judge
+    from tipd.ensemble import Ensemble
+    from tipd.models import find
+    from tipd.synth import generate
+    from tipd.train.provenance import synth_seeds
+
+    ens = Ensemble(find(model), prefer_gpu=False)
+    seed = synth_seeds(ens.manifest).test
+    good = set(ens.manifest.desirable)
+    truth, alone, weighed = [], [], []
+    for i in range(n):
+        lab = generate(ens.manifest.surface, i, seed=seed, pixels=ens.manifest.preprocessing.size)
+        frame = Frame(lab.heights_m, lab.scan_size_nm)
+        truth.append(not (set(lab.label_names) & good))
+        alone.append(ens.classify([frame])[0].bad)
+        weighed.append(judge(frame, ens).bad)
+    return (
+        f"| {model}: held-out synthetic good/bad AUROC, nets alone → whole decision "
+        f"({n} frames) | {auroc_or_na(truth, alone)} → {auroc_or_na(truth, weighed)} |"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=6, help="tips of each kind per surface")
@@ -441,6 +466,10 @@ def main() -> None:
     ap.add_argument("--features", action="store_true", help="each raw detector's AUROC")
     ap.add_argument("--fit", action="store_true", help="fit the physical heads (both noises)")
     ap.add_argument("--stream", action="store_true", help="also the daemon's streamed figures")
+    ap.add_argument(
+        "--synthetic", type=int, default=0, metavar="N",
+        help="also N held-out synthetic frames of each paper surface (a regression check)",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.fit:
         surfaces = good_surfaces(args.shared)
@@ -472,6 +501,10 @@ def main() -> None:
         lines += [f"| {k} | {v} |" for k, v in figures.items()]
         lines.append("")
         print("\n".join(lines[-len(figures) - 5 :]), flush=True)
+    if args.synthetic:
+        lines += ["### Held-out synthetic frames", "", "| figure | value |", "|---|---|"]
+        lines += [synthetic_check(m, args.synthetic) for m in ("au111", "cu111", "hsi100")]
+        print("\n".join(lines[-3:]), flush=True)
     if args.out:
         args.out.write_text("\n".join(lines))
 

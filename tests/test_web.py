@@ -179,6 +179,13 @@ def test_the_live_page_draws_the_scan_and_stops_the_microscope(web: Web, browser
         "classes"
     ] + ["unknown", "unfamiliar"]
     _until(lambda: "LIVE" in browser.find_element(By.ID, "mode").text)
+    # every source's say under the verdict; and an operator says this tip is good
+    assert browser.find_elements(By.CSS_SELECTOR, "#mic-stm1 .evidence li")
+    browser.find_element(By.CSS_SELECTOR, "#mic-stm1 .good-tip").click()
+    _until(
+        lambda: "is the reference of its area"
+        in browser.find_element(By.CSS_SELECTOR, "#mic-stm1 .said").text
+    )
     browser.find_element(By.CSS_SELECTOR, "#mic-stm1 .stop").click()
     browser.switch_to.alert.accept()  # the confirmation
     _until(
@@ -205,6 +212,7 @@ def test_the_live_page_draws_the_scan_and_stops_the_microscope(web: Web, browser
     )
     timeline = browser.find_element(By.ID, "events").text
     assert "hold by web:" in timeline and "release by web:" in timeline
+    assert "reference by web:" in timeline
     metrics = _http(web.url + "/metrics")[1]
     assert 'tipd_frames_total{microscope="stm1"} 1.0' in metrics
     assert "tipd_daemon_up 1.0" in metrics
