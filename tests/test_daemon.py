@@ -18,7 +18,6 @@ import pytest
 import zmq
 
 from tests.conftest import free_port
-from tipd.evidence import ALONE
 from tipd.frames import Frame
 from tipd.journal import query
 from tipd.protocol import decode_event, encode_frame
@@ -527,8 +526,7 @@ def test_frames_the_model_does_not_know_are_reported_and_never_acted_on(
             seen += d.events_until("state.stm1", 10.0)
             state = seen[-1][1]
             assert state["state"] == "unfamiliar" and state["familiarity"] == 0.0
-            # the frame's own physics speaks, but never alone enough for a pulse
-            assert state["bad"] <= ALONE and state["confidence"] == 1.0
+            assert state["confidence"] == 1.0  # 1 − familiarity
         time.sleep(0.5)
         seen += d.events_until("health", 5.0)
         # the third unfamiliar frame raised a health event of its own, at once

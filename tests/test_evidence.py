@@ -57,7 +57,8 @@ def test_what_the_area_showed_before_is_the_surface() -> None:
 def test_the_frames_own_physics_alone_never_reaches_a_sure_fault() -> None:
     strong = [echo(0.99), Evidence("physics", "bad", 0.99, "all tests")]
     d = combine(UNFAMILIAR, MANIFEST, strong)
-    assert d.state == "double_tip" and d.confidence == ALONE and d.bad == ALONE
+    assert d.bad == 0.99  # reported as found ...
+    assert d.state == "double_tip" and d.confidence == ALONE and d.acting_bad == ALONE  # heard
 
 
 def test_an_unfamiliar_frame_nobody_can_read_stays_unsure() -> None:

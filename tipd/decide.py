@@ -160,8 +160,8 @@ def weigh(frame: Frame, judge: Judge, hist: History, kind: Kind = "frame") -> De
         e.source == "memory" and e.fault in evidence.FAULTS and e.probability >= 0.5
         for e in decision.evidence
     )
-    adopt = reference is None or (new_look and decision.bad < 0.5 and not relative_fault)
-    kept = evidence.seen(frame.frame_id, found, faults, bad=decision.bad)
+    adopt = reference is None or (new_look and decision.acting_bad < 0.5 and not relative_fault)
+    kept = evidence.seen(frame.frame_id, found, faults, bad=decision.acting_bad)
     hist.memory.keep(frame, kept, adopt)
     return decision
 
@@ -200,12 +200,18 @@ def step(
     if kind == "window" and not rules.act_on_windows:
         return out  # reported, not acted on
     policy, gate = hist.policy, hist.gate
-    out.good = decision.desirable or (kind == "frame" and policy.good(decision.state, decision.bad))
+    out.good = decision.desirable or (
+        kind == "frame" and policy.good(decision.state, decision.acting_bad)
+    )
     if out.good and gate.fruitless:  # the fruitless run ends (kept only when it changes)
         gate.good_frame()
         out.gate_changed = True
     proposals = policy.observe(
-        decision.state, decision.confidence, frame.frame_id, decision.bad, window=kind == "window"
+        decision.state,
+        decision.confidence,
+        frame.frame_id,
+        decision.acting_bad,
+        window=kind == "window",
     )
     for proposal in proposals:
         action = _through_gate(hist, proposal, frame.position_nm, rules, out)

@@ -80,6 +80,14 @@ class Decision:
     #: every source's say (:class:`tipd.evidence.Evidence`), once the decision step weighed
     #: them (:func:`tipd.evidence.combine`); empty for the nets' own decision
     evidence: tuple[Any, ...] = ()
+    #: the not-good confidence the policy may act on: ``bad``, less what only the frame's own
+    #: physics says (None: ``bad`` itself)
+    policy_bad: float | None = None
+
+    @property
+    def acting_bad(self) -> float:
+        """What the policy hears of ``bad``."""
+        return self.bad if self.policy_bad is None else self.policy_bad
 
 
 class Ensemble:

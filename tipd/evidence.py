@@ -189,11 +189,11 @@ def absolute(p: Physical) -> list[Evidence]:
         prob = logistic(HEADS["blunt"], x) if s.certain else 0.0
         out.append(Evidence("sharpness", "blunt", prob, s.reason(), s.certain))
     if p.lines.row is not None:
-        reasons = [f"the lines' height jumps at line {p.lines.row} ({p.lines.jump_sigma:.1f} σ)"]
-        if p.texture is not None:
-            reasons.append(p.texture.reason())
+        reason = f"the lines' height jumps at line {p.lines.row} ({p.lines.jump_sigma:.1f} σ)"
+        out.append(Evidence("lines", "tip_change", p.lines.probability, reason))
+    if p.texture is not None:
         prob = logistic(HEADS["tip_change"], x)
-        out.append(Evidence("lines", "tip_change", prob, "; ".join(reasons)))
+        out.append(Evidence("texture", "tip_change", prob, p.texture.reason()))
     if out:
         prob = logistic(HEADS["bad"], x)
         reason = "the frame's own physics, all tests together"
@@ -298,29 +298,47 @@ def combine(
     memory ``evidence``; ``explained``: what the area's reference frame showed as strongly
     (the surface's).
 
-    * The frame's own physics never says more than :data:`ALONE` (below the policy's sure
-      0.9): its tests are too weak on their own for a pulse, and alone they can only build
-      the policy's long run of likely-bad frames.
+    * The frame's own physics says what it finds (``bad``, ``tip_change``), but the policy
+      hears no more than :data:`ALONE` of it (``policy_bad``, the state's confidence), below
+      its sure 0.9: the tests are too weak on their own for a pulse, and alone they can only
+      build the policy's long run of likely-bad frames.
     * The nets say what they find, but no more than :data:`CONTRADICTED_CAP` of a tip fault
       where a physical test that could tell found nothing (below :data:`CONTRADICTS`, and the
       memory did not find it either), nor of anything (their not-good included) where the
       frame shows what the area's reference showed: that is the surface.
+    * Where the nets know the frame as corrupted, its lines' jumps are the corruption's: the
+      physics' tip change is held below :data:`CONTRADICTED_CAP`.
     * The memory, a comparison across frames, says what it finds in full.
     * ``bad`` is the strongest of all that, and of 1 − the nets' good confidence under the
       same caps; with nothing able to tell, :data:`tipd.ensemble.UNSURE`.
     """
-    own = ("echo", "sharpness", "lines", "physics")
+    own = ("echo", "sharpness", "lines", "texture", "physics")
     surface = bool(explained - {"tip_change"})  # the frame shows what the reference showed
-    faults: dict[str, float] = {}
-    for f in FAULTS:
-        mine = _strongest(evidence, f, own)
-        if mine is not None and f not in explained:
-            faults[f] = min(mine, ALONE)
-        remembered = _strongest(evidence, f, ("memory",))
-        if remembered is not None:
-            faults[f] = max(faults.get(f, 0.0), remembered)
-    frame_bad = _strongest(evidence, "bad", ("physics",))
-    frame_bad = None if frame_bad is None else (0.0 if surface else min(frame_bad, ALONE))
+    corrupted = (  # a frame the nets know as corrupted: its lines jump, whatever the tip does
+        nets.familiar
+        and "corruption" in manifest.classes
+        and nets.classes["corruption"] >= manifest.thresholds["corruption"]
+    )
+
+    def physics(cap: float) -> tuple[dict[str, float], float | None]:
+        """Each tip fault's strongest say, and the frame's own badness, the frame's own
+        physics held at most ``cap``."""
+        faults: dict[str, float] = {}
+        for f in FAULTS:
+            mine = _strongest(evidence, f, own)
+            if mine is not None and f not in explained:
+                faults[f] = min(
+                    mine, cap if not (corrupted and f == "tip_change") else CONTRADICTED_CAP
+                )
+            remembered = _strongest(evidence, f, ("memory",))
+            if remembered is not None:
+                faults[f] = max(faults.get(f, 0.0), remembered)
+        frame_bad = _strongest(evidence, "bad", ("physics",))
+        frame_bad = None if frame_bad is None else (0.0 if surface else min(frame_bad, cap))
+        return faults, frame_bad
+
+    said_in_full, frame_bad_in_full = physics(1.0)  # what is reported
+    faults, frame_bad = physics(ALONE)  # what the policy may act on
     memory_bad = _strongest(evidence, "bad", ("memory",))
     classes = dict(nets.classes)
     capped: dict[str, float] = {}
@@ -328,19 +346,22 @@ def combine(
         for c in manifest.classes:
             if c in manifest.desirable:
                 continue
-            physics = max(faults.get(c, 0.0), 0.0)
+            backed = faults.get(c, 0.0)
             denied = _strongest(evidence, c, own) if c in FAULTS else None
             if surface or c in explained:
                 capped[c] = CONTRADICTED_CAP  # the reference showed it: the surface
-            elif denied is not None and denied < CONTRADICTS and physics < 0.5:
+            elif denied is not None and denied < CONTRADICTS and backed < 0.5:
                 capped[c] = CONTRADICTED_CAP
         for c, cap in capped.items():
             classes[c] = min(classes[c], cap)
         for c in manifest.classes:
             if c not in manifest.desirable:
                 faults[c] = max(faults.get(c, 0.0), classes[c])
+                said_in_full[c] = max(said_in_full.get(c, 0.0), classes[c])
     top_fault, top_p = max(faults.items(), key=lambda kv: kv[1], default=("unknown", 0.0))
-    spoken = [v for v in (frame_bad, memory_bad) if v is not None]
+    acting = [v for v in (frame_bad, memory_bad) if v is not None]
+    reported = [v for v in (frame_bad_in_full, memory_bad) if v is not None]
+    reported += list(said_in_full.values())
     if nets.familiar:
         good = max((nets.classes[c] for c in manifest.desirable), default=0.0)
         nets_bad = 1.0 - good
@@ -348,7 +369,8 @@ def combine(
             nets_bad = min(nets_bad, CONTRADICTED_CAP)
         elif nets.state in capped:  # a tip fault the physics denies
             nets_bad = min(nets_bad, capped[nets.state])
-        bad = max([nets_bad, top_p, *spoken])
+        policy_bad = max([nets_bad, top_p, *acting])
+        bad = max([nets_bad, *reported])
         state, confidence = nets.state, nets.confidence
         if state in capped:
             confidence = classes[state]
@@ -361,8 +383,9 @@ def combine(
         named = _strongest(evidence, top_fault, ("memory",)) is not None or top_p >= NAMED_ALONE
         if top_p >= 0.5 and named:
             state, confidence = top_fault, top_p
-        bad = max([top_p, *spoken]) if spoken or faults else UNSURE
-    tip_change = faults.get("tip_change", 0.0)
+        policy_bad = max([top_p, *acting]) if acting or faults else UNSURE
+        bad = max(reported) if reported else UNSURE
+    tip_change = said_in_full.get("tip_change", 0.0)
     said = [
         Evidence(
             "nets", c, classes[c],
@@ -378,6 +401,7 @@ def combine(
         state=state,
         desirable=state in manifest.desirable,
         bad=float(min(1.0, max(0.0, bad))),
+        policy_bad=float(min(1.0, max(0.0, policy_bad))),
         tip_change=float(tip_change),
         confidence=float(min(1.0, max(0.0, confidence))),
         evidence=tuple(said + evidence),
