@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tipd.decide import Step
@@ -112,7 +113,7 @@ def consolidate(table: Path) -> pa.Table:
         whole = pa.table({"path": pa.array([], pa.string())})
     else:
         whole = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
-        order = pa.compute.sort_indices(
+        order = pc.sort_indices(
             whole, sort_keys=[("microscope", "ascending"), ("t", "ascending"),
                               ("path", "ascending"), ("model", "ascending")],
         )  # fmt: skip

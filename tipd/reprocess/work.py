@@ -23,7 +23,7 @@ from tipd.reprocess.sources import Batch
 from tipd.reprocess.table import failed, judged, parts_dir, write_part
 
 
-class Judges(WorkerPlugin):  # type: ignore[misc]
+class Judges(WorkerPlugin):
     """Loads ``models`` (names or folders) once per worker, as ``worker.tipd_judges``."""
 
     name = "tipd-judges"
@@ -41,12 +41,12 @@ class Judges(WorkerPlugin):  # type: ignore[misc]
 def judge_batch(batch: Batch, models: list[str], table: str) -> tuple[str, int, int]:
     """Judge ``batch`` with each of ``models`` (loaded by :class:`Judges`) and write its part
     of ``table``; ``(batch key, scans, scans that could not be judged)``."""
-    judges: dict[str, Ensemble] = get_worker().tipd_judges
+    judges: dict[str, Ensemble] = getattr(get_worker(), "tipd_judges")  # noqa: B009
     rows: list[dict[str, Any]] = []
     errors = 0
+    now = [0.0]  #: the clock of the policy and the gate: the time of the frame being judged
     for name in models:
         ens = judges[name]
-        now = [0.0]
         hist = history(batch.microscope, set(ens.manifest.desirable), clock=lambda: now[0])
         rules = Rules(advisory=True)
         for scan in batch.scans:
