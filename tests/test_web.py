@@ -183,8 +183,10 @@ def test_the_live_page_draws_the_scan_and_stops_the_microscope(web: Web, browser
     assert browser.find_elements(By.CSS_SELECTOR, "#mic-stm1 .evidence li")
     browser.find_element(By.CSS_SELECTOR, "#mic-stm1 .good-tip").click()
     _until(
-        lambda: "is the reference of its area"
-        in browser.find_element(By.CSS_SELECTOR, "#mic-stm1 .said").text
+        lambda: (
+            "is the reference of its area"
+            in browser.find_element(By.CSS_SELECTOR, "#mic-stm1 .said").text
+        )
     )
     browser.find_element(By.CSS_SELECTOR, "#mic-stm1 .stop").click()
     browser.switch_to.alert.accept()  # the confirmation

@@ -579,6 +579,69 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return classify_files(args.files, args.model, args.json, args.direction, args.sheet)
 
 
+def _cmd_reprocess(args: argparse.Namespace) -> int:
+    """``tipd reprocess``: a lab's scans judged again on Dask, the table and its report."""
+    try:
+        from tipd.reprocess.report import write_report
+        from tipd.reprocess.run import reprocess
+    except ImportError as exc:
+        print(
+            f"tipd reprocess: needs Dask and pyarrow ({exc.name} is missing): "
+            "pip install 'tipd[reprocess]'",
+            file=sys.stderr,
+        )
+        return 2
+    from tipd.models import ModelError, find
+
+    models = [args.model] + ([args.against] if args.against and args.against != "archive" else [])
+    for m in models:
+        try:
+            find(m)
+        except ModelError as exc:
+            print(f"tipd reprocess: {exc}", file=sys.stderr)
+            return 2
+    missing = [str(p) for p in args.sources if not p.exists()]
+    if missing:
+        print(f"tipd reprocess: no such source: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    from tqdm import tqdm
+
+    bar = tqdm(unit="scan", desc="reprocess", dynamic_ncols=True, disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        summary = reprocess(
+            args.sources, models, args.out, args.workers, args.scheduler, args.batch,
+            progress=progress, archived=args.against == "archive",
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"tipd reprocess: stopped; every batch written is kept in {args.out}.parts, and "
+            "the same command goes on from there",
+            file=sys.stderr,
+        )
+        return 130
+    bar.close()
+    print(
+        f"{summary.scans} scans in {summary.batches} batches ({summary.skipped} written before), "
+        f"{summary.unreadable} unreadable, on {summary.workers} workers in "
+        f"{summary.seconds:.0f} s"
+    )
+    for failure in summary.failed:
+        print(f"batch not written (run again for it): {failure}", file=sys.stderr)
+    if not summary.complete:
+        return 1
+    print(f"wrote {args.out}")
+    report = write_report(args.out, args.report or args.out.with_suffix(".report"), args.labels)
+    print(f"wrote {report}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (and exit 2), pointing at ``--help``."""
 
@@ -892,6 +955,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--sheet", type=Path, help="also write a contact sheet of the scans and verdicts here"
     )
     p.set_defaults(func=_cmd_classify)
+
+    p = _command(
+        sub, "reprocess", help="judge an archive again with a model, on Dask, into Parquet",
+        description="tipd reprocess: every scan of the sources judged again by the daemon's "
+        "decision step with --model (and --against), on a Dask cluster, into one Parquet table "
+        "and a report of what each model's policy would have decided.",
+    )  # fmt: skip
+    p.add_argument(
+        "sources", nargs="+", type=Path,
+        help="the frame archive, folders of scans, scan files, or journals (.sqlite)",
+    )  # fmt: skip
+    p.add_argument("--model", default="generic", help="model name or folder")
+    p.add_argument(
+        "--against",
+        help="a second model to compare with, or 'archive' for the verdicts the archive kept",
+    )
+    p.add_argument("--out", type=Path, required=True, help="the table (TABLE.parquet)")
+    p.add_argument("--workers", type=_positive(int), help="local worker processes (default: cores)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler instead (tcp://…)")
+    p.add_argument("--batch", type=_positive(int), default=64, help="scans per task")
+    p.add_argument("--labels", type=Path, help="tipd web's labels folder, to compare with")
+    p.add_argument("--report", type=Path, help="the report's folder (default: TABLE.report)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_reprocess)
 
     p = _command(sub, "run", help="run the daemon")
     p.add_argument("--config", type=Path, help="TOML settings (see config/tipd.toml)")

@@ -48,11 +48,13 @@ def reprocess(
     gpu: bool = False,
     progress: Callable[[int, int], None] | None = None,
     stop_after: int | None = None,
+    archived: bool = False,
 ) -> Summary:
     """Judge every scan of ``sources`` with each of ``models`` into ``table`` (Parquet); see
     the module. ``workers``: local worker processes (default: one a core); ``scheduler``: the
     address of a running cluster instead; ``progress(scans_done, scans_total)`` after each
-    batch; ``stop_after``: return after that many batches (an interrupted run)."""
+    batch; ``stop_after``: return after that many batches (an interrupted run); ``archived``:
+    the verdicts the archive kept go into the table too (model ``archive:<model>``)."""
     from distributed import Client, LocalCluster, as_completed
 
     from tipd.reprocess.work import Judges, judge_batch
@@ -80,7 +82,9 @@ def reprocess(
             summary.workers = len(client.scheduler_info()["workers"])
             client.register_plugin(Judges(models, gpu))
             futures = [
-                client.submit(judge_batch, b, models, str(table), key=f"tipd-{b.key}", retries=2)
+                client.submit(
+                    judge_batch, b, models, str(table), archived, key=f"tipd-{b.key}", retries=2
+                )
                 for b in pending
             ]
             finished = 0

@@ -21,11 +21,13 @@ from tipd.readers import find_scans
 
 @dataclass(frozen=True)
 class Scan:
-    """One scan to judge: its file, microscope and time (unix s)."""
+    """One scan to judge: its file, microscope and time (unix s), and the verdict its archive
+    sidecar kept (JSON text; empty where none)."""
 
     path: str
     microscope: str
     t: float
+    verdict: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def _scan(path: Path) -> Scan:
         t = float(verdict.get("t_acquired") or path.stat().st_mtime)
     except (OSError, TypeError, ValueError):
         t = 0.0
-    return Scan(str(path), microscope, t)
+    return Scan(str(path), microscope, t, json.dumps(verdict) if verdict else "")
 
 
 def journal_scans(journal: Path) -> list[Path]:

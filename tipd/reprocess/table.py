@@ -85,6 +85,29 @@ def failed(scan: Scan, model: str, error: str, batch: str) -> dict[str, Any]:
     }
 
 
+def kept(scan: Scan, batch: str) -> dict[str, Any] | None:
+    """The row of the verdict the archive kept for ``scan`` (model ``archive:<its model>``), or
+    None where its sidecar kept none."""
+    if not scan.verdict:
+        return None
+    v = json.loads(scan.verdict)
+    return {
+        "path": scan.path,
+        "microscope": scan.microscope,
+        "frame_id": Path(scan.path).stem,
+        "t": scan.t,
+        "model": f"archive:{v.get('model', '?')}",
+        "state": v.get("state"),
+        "confidence": v.get("confidence"),
+        "bad": v.get("bad"),
+        "tip_change": v.get("tip_change"),
+        "familiarity": v.get("familiarity"),
+        **{f"class_{k}": float(x) for k, x in (v.get("classes") or {}).items()},
+        "error": None,
+        "batch": batch,
+    }
+
+
 def parts_dir(table: Path) -> Path:
     """Where the parts of ``table`` go."""
     return table.with_name(table.name + ".parts")

@@ -20,7 +20,7 @@ from tipd.ensemble import Ensemble
 from tipd.models import find
 from tipd.readers import ReaderError, read_any
 from tipd.reprocess.sources import Batch
-from tipd.reprocess.table import failed, judged, parts_dir, write_part
+from tipd.reprocess.table import failed, judged, kept, parts_dir, write_part
 
 
 class Judges(WorkerPlugin):
@@ -38,9 +38,12 @@ class Judges(WorkerPlugin):
         }
 
 
-def judge_batch(batch: Batch, models: list[str], table: str) -> tuple[str, int, int]:
+def judge_batch(
+    batch: Batch, models: list[str], table: str, archived: bool = False
+) -> tuple[str, int, int]:
     """Judge ``batch`` with each of ``models`` (loaded by :class:`Judges`) and write its part
-    of ``table``; ``(batch key, scans, scans that could not be judged)``."""
+    of ``table``, with the verdicts the archive kept where ``archived``; ``(batch key, scans,
+    scans that could not be judged)``."""
     judges: dict[str, Ensemble] = getattr(get_worker(), "tipd_judges")  # noqa: B009
     rows: list[dict[str, Any]] = []
     errors = 0
@@ -64,5 +67,7 @@ def judge_batch(batch: Batch, models: list[str], table: str) -> tuple[str, int, 
                 rows.append(failed(scan, name, f"{type(exc).__name__}: {exc}", batch.key))
                 continue
             rows.append(judged(scan, frame, name, done, batch.key))
+    if archived:
+        rows += [r for r in (kept(s, batch.key) for s in batch.scans) if r is not None]
     write_part(rows, parts_dir(Path(table)) / f"{batch.key}.parquet")
     return batch.key, len(batch.scans), errors // max(1, len(models))
