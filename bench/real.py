@@ -106,15 +106,18 @@ def free_port() -> int:
         return port
 
 
-def stream_to_daemon(model: str, frames: list[Frame], repeat: int) -> dict[str, list[str]]:
-    """Run ``tipd run --advisory --model MODEL``, publish each frame ``repeat`` times (waiting
-    for each decision), and return per microscope the actions it decided."""
+def stream(model: str, seqs: dict[str, list[Frame]]) -> dict[str, list[str]]:
+    """Run ``tipd run --advisory --model MODEL`` (no archive, every microscope id admitted),
+    publish each microscope's frames in turn, one frame of each sequence per round, waiting for
+    each decision, and return per microscope the actions it decided."""
     ports = {k: free_port() for k in ("frames", "control", "events", "operator", "preview")}
     with tempfile.TemporaryDirectory() as tmp:
         journal = Path(tmp) / "journal.sqlite"
         env = {
             **os.environ,
-            "TIPD_ARCHIVE__FOLDER": str(Path(tmp) / "archive"),  # not the user's archive
+            "TIPD_ARCHIVE__ENABLED": "false",
+            "TIPD_MICROSCOPES": "[]",
+            "TIPD_MAX_MICROSCOPES": str(len(seqs) + 1),
             **{f"TIPD_ENDPOINTS__{k.upper()}": f"tcp://127.0.0.1:{p}" for k, p in ports.items()},
         }
         cmd = [
@@ -122,20 +125,20 @@ def stream_to_daemon(model: str, frames: list[Frame], repeat: int) -> dict[str, 
             "--journal", str(journal),
         ]  # fmt: skip
         daemon = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        ctx = zmq.Context.instance()
-        pub = ctx.socket(zmq.PUB)
+        pub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
         pub.setsockopt(zmq.LINGER, 1000)
         pub.connect(f"tcp://127.0.0.1:{ports['frames']}")
         try:
             _wait_for(lambda: journal.exists(), 60, daemon)
             time.sleep(0.5)  # the subscription reaches the publisher
-            seq = 0
-            for k in range(repeat):
-                for frame in frames:
-                    f = frame.replace(frame_id=f"{frame.microscope}-{k}", seq=seq)
-                    seq += 1
-                    pub.send_multipart(encode_frame(f.header(), f.data))
-                    _wait_for(lambda n=seq: _decided(journal) >= n, 30, daemon)
+            sent = 0
+            for i in range(max(len(frames) for frames in seqs.values())):
+                for mic, frames in seqs.items():
+                    if i < len(frames):
+                        f = frames[i].replace(microscope=mic, frame_id=f"{mic}-{i}", seq=i)
+                        pub.send_multipart(encode_frame(f.header(), f.data))
+                        sent += 1
+                        _wait_for(lambda n=sent: _decided(journal) >= n, 60, daemon)
             time.sleep(0.5)
             db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
             rows = db.execute("SELECT microscope, action FROM commands").fetchall()
@@ -144,7 +147,7 @@ def stream_to_daemon(model: str, frames: list[Frame], repeat: int) -> dict[str, 
             pub.close()
             daemon.terminate()
             daemon.wait(20)
-    actions: dict[str, list[str]] = {f.microscope: [] for f in frames}
+    actions: dict[str, list[str]] = {mic: [] for mic in seqs}
     for mic, action in rows:
         actions.setdefault(mic, []).append(action)
     return actions
@@ -218,7 +221,7 @@ def bench_model(model: str, scans: list[Scan], repeat: int, n_synth: int) -> lis
         frame = read_any(s.path).replace(microscope=s.name.replace("_", "-"), surface=None)
         frames.append(frame)
         decisions.append(judge(frame, ens))
-    actions = stream_to_daemon(model, frames, repeat)
+    actions = stream(model, {f.microscope: [f] * repeat for f in frames})
     lines = [f"## {model}", ""]
     lines += [
         "| scan | label | state | bad | tip change | familiarity | lines (p, row) "

@@ -354,66 +354,12 @@ def sequences(known: list[Known], repeat: int = 4) -> dict[str, tuple[str, list[
     return out
 
 
-def stream(model: str, seqs: dict[str, tuple[str, list[Frame]]]) -> dict[str, list[str]]:
-    """Each sequence's frames to ``tipd run --advisory`` (one microscope id each, all in one
-    daemon), every frame waited for; the actions it decided, per microscope."""
-    import os
-    import sqlite3
-    import subprocess
-    import tempfile
-    import time
-
-    import zmq
-    from real import _decided, _wait_for, free_port
-
-    from tipd.protocol import encode_frame
-
-    ports = {k: free_port() for k in ("frames", "control", "events", "operator", "preview")}
-    with tempfile.TemporaryDirectory() as tmp:
-        journal = Path(tmp) / "journal.sqlite"
-        env = {
-            **os.environ,
-            "TIPD_ARCHIVE__ENABLED": "false",
-            "TIPD_MICROSCOPES": "[]",
-            "TIPD_MAX_MICROSCOPES": str(len(seqs) + 1),
-            **{f"TIPD_ENDPOINTS__{k.upper()}": f"tcp://127.0.0.1:{p}" for k, p in ports.items()},
-        }
-        cmd = [sys.executable, "-m", "tipd.cli", "run", "--advisory", "--model", model,
-               "--journal", str(journal)]  # fmt: skip
-        daemon = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        pub = zmq.Context.instance().socket(zmq.PUB)
-        pub.setsockopt(zmq.LINGER, 1000)
-        pub.connect(f"tcp://127.0.0.1:{ports['frames']}")
-        try:
-            _wait_for(lambda: journal.exists(), 60, daemon)
-            time.sleep(0.5)
-            sent = 0
-            longest = max(len(frames) for _, frames in seqs.values())
-            for i in range(longest):
-                for mic, (_, frames) in seqs.items():
-                    if i < len(frames):
-                        f = frames[i].replace(frame_id=f"{mic}-{i}", seq=i)
-                        pub.send_multipart(encode_frame(f.header(), f.data))
-                        sent += 1
-                        _wait_for(lambda n=sent: _decided(journal) >= n, 60, daemon)
-            time.sleep(0.5)
-            db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-            rows = db.execute("SELECT microscope, action FROM commands").fetchall()
-            db.close()
-        finally:
-            pub.close()
-            daemon.terminate()
-            daemon.wait(20)
-    out: dict[str, list[str]] = {mic: [] for mic in seqs}
-    for mic, action in rows:
-        out.setdefault(mic, []).append(action)
-    return out
-
-
 def streamed(known: list[Known], model: str) -> dict[str, str]:
     """The daemon's figures over every sequence (see :func:`sequences`)."""
+    from real import stream
+
     seqs = sequences(known)
-    actions = stream(model, seqs)
+    actions = stream(model, {mic: frames for mic, (_, frames) in seqs.items()})
     harmed = {kind: 0 for kind in KINDS}
     total = {kind: 0 for kind in KINDS}
     for mic, (kind, _) in seqs.items():
