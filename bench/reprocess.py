@@ -3,10 +3,11 @@
     .venv/bin/python bench/reprocess.py [--frames 10000] [--model generic]
 
 Writes ``--frames`` archived 512 × 512 frames (tipd's own archive layout, one microscope; the
-frames of the shipped generator, each with its own noise), then judges them again with
+frames of the shipped generator, each with its own noise; ``--bad`` of them then spoiled: cut
+short, all NaN, or with a sidecar that is not JSON), then judges them again with
 ``tipd reprocess``'s code on a ``LocalCluster`` of 1 and of 2 worker processes, and with
 ``tipd classify``'s decision on one process (no Dask), and prints one row each: frames per
-second, per worker, and each worker's peak resident memory.
+second, per worker, each worker's peak resident memory, and the spoiled scans' rows.
 """
 
 from __future__ import annotations
@@ -39,6 +40,24 @@ def write_archive(root: Path, n: int) -> Path:
     return root
 
 
+def spoil(root: Path, n: int) -> list[Path]:
+    """Spoil ``n`` of the archived frames, spread over the archive, in turn: a heights file cut
+    short, heights all NaN, a sidecar that is not JSON. The spoiled heights files."""
+    scans = sorted(root.rglob("*.npy"))
+    out = []
+    for i in range(n):
+        path = scans[(i * len(scans)) // max(n, 1) + len(scans) // (2 * max(n, 1))]
+        if i % 3 == 0:
+            path.write_bytes(path.read_bytes()[:1000])
+        elif i % 3 == 1:
+            z = np.load(path)
+            np.save(path, np.full_like(z, np.nan))
+        else:
+            path.with_suffix(".json").write_text("{not json")
+        out.append(path)
+    return out
+
+
 def peak_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -46,8 +65,9 @@ def peak_mb() -> float:
     return float("nan")
 
 
-def on_dask(src: Path, model: str, workers: int, out: Path) -> tuple[float, list[float]]:
-    """Seconds for the whole archive on ``workers`` local processes, and each one's peak MB."""
+def on_dask(src: Path, model: str, workers: int, out: Path) -> tuple[float, list[float], int]:
+    """Seconds for the whole archive on ``workers`` local processes, each one's peak MB, and
+    the rows of scans that could not be judged."""
     from distributed import Client, LocalCluster
 
     from tipd.reprocess.run import reprocess
@@ -64,11 +84,15 @@ def on_dask(src: Path, model: str, workers: int, out: Path) -> tuple[float, list
     finally:
         client.close()
         cluster.close()
-    return seconds, peaks
+    import pyarrow.parquet as pq
+
+    errors = pq.read_table(out, columns=["error"]).column("error").drop_null()
+    return seconds, peaks, len(errors)
 
 
-def on_one_process(src: Path, model: str) -> float:
-    """Seconds for ``tipd classify``'s decision on every frame, one process, no Dask."""
+def on_one_process(src: Path, model: str) -> tuple[float, int]:
+    """Seconds for ``tipd classify``'s decision on every frame, one process, no Dask, and the
+    scans it could not judge."""
     from tipd.classify import judge
     from tipd.ensemble import Ensemble
     from tipd.models import find
@@ -76,33 +100,40 @@ def on_one_process(src: Path, model: str) -> float:
 
     ens = Ensemble(find(model), prefer_gpu=False)
     start = time.monotonic()
+    errors = 0
     for path in find_scans(src):
-        judge(read_any(path), ens)
-    return time.monotonic() - start
+        try:
+            judge(read_any(path), ens)
+        except Exception:  # as tipd classify: the scan is reported, the run goes on
+            errors += 1
+    return time.monotonic() - start, errors
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=10000)
     ap.add_argument("--model", default="generic")
+    ap.add_argument("--bad", type=int, default=6, help="archived scans spoiled among them")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tipd-reprocess-"))
     try:
         t = time.monotonic()
         src = write_archive(tmp / "archive", args.frames)
-        print(f"{args.frames} frames of 512 × 512 archived in {time.monotonic() - t:.0f} s")
-        print("\n| run | seconds | frames/s | frames/s per worker | peak MB per worker |")
-        print("|---|---|---|---|---|")
+        spoiled = spoil(src, args.bad)
+        took = time.monotonic() - t
+        print(f"{args.frames} frames of 512 × 512 archived in {took:.0f} s, {len(spoiled)} spoiled")
+        print("\n| run | seconds | frames/s | per worker | peak MB per worker | error rows |")
+        print("|---|---|---|---|---|---|")
         for workers in (1, 2):
-            seconds, peaks = on_dask(src, args.model, workers, tmp / f"w{workers}.parquet")
+            seconds, peaks, errors = on_dask(src, args.model, workers, tmp / f"w{workers}.parquet")
             rate = args.frames / seconds
             memory = ", ".join(f"{p:.0f}" for p in peaks)
             row = f"| Dask, {workers} worker(s) | {seconds:.0f} | {rate:.1f} | {rate / workers:.1f}"
-            print(f"{row} | {memory} |", flush=True)
-        seconds = on_one_process(src, args.model)
+            print(f"{row} | {memory} | {errors} |", flush=True)
+        seconds, errors = on_one_process(src, args.model)
         rate = args.frames / seconds
         row = f"| tipd classify's decision, one process | {seconds:.0f} | {rate:.1f} | {rate:.1f}"
-        print(f"{row} | {peak_mb():.0f} |")
+        print(f"{row} | {peak_mb():.0f} | {errors} |")
         print(f"\nmachine: {os.cpu_count()} CPUs visible")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

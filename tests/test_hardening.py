@@ -141,10 +141,10 @@ def test_an_exception_while_handling_one_message_is_an_error_event_not_an_exit(
     settings = in_process(tmp_path, tiny_model, monkeypatch)
     real = Ensemble.classify
 
-    def classify(self: Ensemble, frames: list) -> list:  # type: ignore[type-arg]
+    def classify(self: Ensemble, frames: list, meanwhile: object = None) -> list:  # type: ignore[type-arg]
         if frames[0].frame_id == "boom":
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
-        return real(self, frames)
+        return real(self, frames, meanwhile)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Ensemble, "classify", classify)
 

@@ -99,6 +99,24 @@ def test_bad_files_get_a_clear_error(
 
 
 @pytest.mark.parametrize(
+    ("fill", "needle"), [(np.nan, "every pixel is NaN"), (np.inf, "infinite heights")]
+)
+def test_heights_without_a_finite_value_or_with_an_infinity_are_refused(
+    tmp_path: Path, fill: float, needle: str
+) -> None:
+    z = np.full((16, 16), np.nan)
+    z[:4] = 1e-10  # a frame scanned in part reads, its unscanned lines NaN
+    np.save(tmp_path / "part.npy", z)
+    (tmp_path / "part.json").write_text(json.dumps({"scan_size_nm": 10}))
+    assert np.isnan(read_any(tmp_path / "part.npy").data[4:]).all()
+    z[:4] = fill
+    np.save(tmp_path / "bad.npy", z)
+    (tmp_path / "bad.json").write_text(json.dumps({"scan_size_nm": 10}))
+    with pytest.raises(ReaderError, match=needle):
+        read_any(tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize(
     ("size", "want"), [(30, (30.0, 30.0)), (12.5, (12.5, 12.5)), ([30, 20], (30.0, 20.0))]
 )
 def test_npy_sidecar_scan_size_is_a_pair_or_one_number(

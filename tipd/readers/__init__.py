@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from tipd.frames import Frame
 from tipd.readers.error import ReaderError
 
@@ -36,9 +38,20 @@ def find_scans(folder: Path) -> list[Path]:
 def read_any(path: Path | str, direction: str = "forward") -> Frame:
     """Read the topography (z) channel of ``path``, dispatching on its suffix.
 
-    Raises :class:`ReaderError` for unknown suffixes and unreadable or inconsistent files.
+    Raises :class:`ReaderError` for unknown suffixes, unreadable or inconsistent files, and
+    heights with an infinity or without one finite value (NaN marks a pixel not scanned).
     """
     path = Path(path)
+    frame = _read(path, direction)
+    if np.isinf(frame.data).any():
+        raise ReaderError(f"{path}: infinite heights")
+    if not np.isfinite(frame.data).any():
+        raise ReaderError(f"{path}: no height at all (every pixel is NaN)")
+    return frame
+
+
+def _read(path: Path, direction: str) -> Frame:
+    """The frame of ``path`` as its format's reader gives it."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".sxm":
