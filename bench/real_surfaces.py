@@ -136,12 +136,12 @@ def known_tips(surfaces: list[Surface], draws: int, noisy: bool, seed: int = 0) 
     return out
 
 
-def auroc_or_na(y: list[bool], score: list[float]) -> str:
+def auroc_or_na(y: list[bool], score: list[float], digits: int = 2) -> str:
     from tipd.train.metrics import auroc
 
     if len(set(y)) < 2:
         return "n/a"
-    return f"{auroc(np.array(y, dtype=float), np.array(score)):.2f}"
+    return f"{auroc(np.array(y, dtype=float), np.array(score)):.{digits}f}"
 
 
 def single_frames(known: list[Known], model: str) -> dict[str, str]:
@@ -398,7 +398,7 @@ def synthetic_check(model: str, n: int) -> str:
         weighed.append(judge(frame, ens).bad)
     return (
         f"| {model}: held-out synthetic good/bad AUROC, nets alone → whole decision "
-        f"({n} frames) | {auroc_or_na(truth, alone)} → {auroc_or_na(truth, weighed)} |"
+        f"({n} frames) | {auroc_or_na(truth, alone, 3)} → {auroc_or_na(truth, weighed, 3)} |"
     )
 
 

@@ -66,3 +66,17 @@ def test_an_unfamiliar_frame_nobody_can_read_stays_unsure() -> None:
     assert d.state == "unfamiliar" and d.bad == UNSURE
     weak = combine(UNFAMILIAR, MANIFEST, [echo(0.6), Evidence("physics", "bad", 0.3, "tests")])
     assert weak.state == "unfamiliar" and weak.bad == 0.6  # named by no test strong enough
+
+
+def test_on_a_frame_the_nets_know_as_good_the_frames_own_physics_says_no_more_than_they() -> None:
+    good = nets(0.9, 0.05, 0.02, 0.0, 0.0)
+    lines = Evidence("lines", "tip_change", 0.97, "a jump at line 200")
+    strong = [echo(0.95), lines, Evidence("physics", "bad", 0.9, "all tests")]
+    d = combine(good, MANIFEST, strong)
+    assert d.state == good.state and d.bad <= 1 - 0.9 + 1e-9 and d.tip_change <= 0.1 + 1e-9
+    assert {e.source for e in d.evidence} >= {"echo", "lines", "physics"}  # still shown
+    # the same tests on a frame the nets do not know speak (as above), and so does the memory
+    assert combine(nets(0.9, 0.05, 0.02, 0.0, 0.0, familiarity=0.0), MANIFEST, strong).bad >= 0.95
+    remembered = Evidence("memory", "double_tip", 0.95, "an echo new since the reference")
+    d = combine(good, MANIFEST, [*strong, remembered])
+    assert d.state == "double_tip" and d.bad >= 0.95

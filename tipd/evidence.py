@@ -302,6 +302,9 @@ def combine(
       hears no more than :data:`ALONE` of it (``policy_bad``, the state's confidence), below
       its sure 0.9: the tests are too weak on their own for a pulse, and alone they can only
       build the policy's long run of likely-bad frames.
+    * Where the nets know the frame and call it good (more likely good than not), the frame's
+      own physics says no more than the nets' not-good: on the frames they know the nets are
+      the stronger judge. Only the memory may overrule them there.
     * The nets say what they find, but no more than :data:`CONTRADICTED_CAP` of a tip fault
       where a physical test that could tell found nothing (below :data:`CONTRADICTS`, and the
       memory did not find it either), nor of anything (their not-good included) where the
@@ -337,8 +340,12 @@ def combine(
         frame_bad = None if frame_bad is None else (0.0 if surface else min(frame_bad, cap))
         return faults, frame_bad
 
-    said_in_full, frame_bad_in_full = physics(1.0)  # what is reported
-    faults, frame_bad = physics(ALONE)  # what the policy may act on
+    # a frame the nets know and call good: the frame's own tests, weaker than the nets on the
+    # frames they know, say no more than the nets' not-good (only the memory may overrule them)
+    nets_good = max((nets.classes[c] for c in manifest.desirable), default=0.0)
+    own_cap = 1.0 - nets_good if nets.familiar and nets_good > 0.5 else 1.0
+    said_in_full, frame_bad_in_full = physics(own_cap)  # what is reported
+    faults, frame_bad = physics(min(ALONE, own_cap))  # what the policy may act on
     memory_bad = _strongest(evidence, "bad", ("memory",))
     classes = dict(nets.classes)
     capped: dict[str, float] = {}
@@ -363,7 +370,7 @@ def combine(
     reported = [v for v in (frame_bad_in_full, memory_bad) if v is not None]
     reported += list(said_in_full.values())
     if nets.familiar:
-        good = max((nets.classes[c] for c in manifest.desirable), default=0.0)
+        good = nets_good
         nets_bad = 1.0 - good
         if surface:  # as the area's reference: what the nets see there is the surface
             nets_bad = min(nets_bad, CONTRADICTED_CAP)
