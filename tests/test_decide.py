@@ -178,3 +178,23 @@ def test_a_failed_reply_takes_the_rung_back() -> None:
     replied(h, pulse, Reply(id=pulse.command.id, status="failed", t_done=1.0))
     again = run(h, DOUBLE, 3, at=(900.0, 0.0), clock=clock)[-1].actions[0]
     assert again.command.params.bias_V == 2.5  # type: ignore[union-attr]
+
+
+def test_the_frames_physics_beside_the_nets_or_before_them_decides_alike() -> None:
+    """``beside=False`` (tipd reprocess's workers: one process a core) runs the frame's tests on
+    the caller's thread; the decision is the one the ensemble's own thread gives."""
+    import threading
+
+    from tipd.ensemble import Ensemble
+    from tipd.synth import generate
+
+    lab = generate("au111", 3, seed=5, pixels=256)
+    f = Frame(lab.heights_m, lab.scan_size_nm, microscope="stm1", frame_id="f1")
+    decided, ran_on = [], []
+    for beside in (True, False):
+        ens = Ensemble(find("au111"), prefer_gpu=False, threads=1, beside=beside)
+        ens.classify([f], meanwhile=lambda: ran_on.append(threading.get_ident()))
+        done = step(f, history("stm1", set(ens.manifest.desirable)), ens, Rules(advisory=True))
+        decided.append((done.decision.state, done.decision.bad, done.decision.evidence))
+    assert ran_on[0] != threading.get_ident() and ran_on[1] == threading.get_ident()
+    assert decided[0] == decided[1] and decided[0][2]  # the physics spoke, alike

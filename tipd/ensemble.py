@@ -91,9 +91,13 @@ class Decision:
 
 
 class Ensemble:
-    """An ONNX Runtime session of ``folder/ensemble.onnx``, checked against its manifest."""
+    """An ONNX Runtime session of ``folder/ensemble.onnx``, checked against its manifest:
+    on a GPU where ``prefer_gpu`` and one is present, ``threads`` ONNX Runtime threads (0: its
+    default), and a thread ``beside`` the nets for the caller's other work (:meth:`classify`)."""
 
-    def __init__(self, folder: Path, prefer_gpu: bool = True, threads: int = 0) -> None:
+    def __init__(
+        self, folder: Path, prefer_gpu: bool = True, threads: int = 0, beside: bool = True
+    ) -> None:
         import onnxruntime as ort
 
         self.folder = folder
@@ -128,8 +132,13 @@ class Ensemble:
         self.familiarity: Familiarity | None = None
         if self.manifest.familiarity is not None:
             self.familiarity = Familiarity.load(folder / self.manifest.familiarity.file)
-        #: does the caller's other work while the nets run (:meth:`classify`'s ``meanwhile``)
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"beside-{self.manifest.name}")
+        #: does the caller's other work while the nets run (:meth:`classify`'s ``meanwhile``);
+        #: None: that work runs first, on the caller's thread
+        self._worker = (
+            ThreadPoolExecutor(1, thread_name_prefix=f"beside-{self.manifest.name}")
+            if beside
+            else None
+        )
 
     def run(self, x: np.ndarray) -> Output:
         """Run on model inputs ``x`` of shape ``(N, C, S, S)`` (float32 in [-1, 1])."""
@@ -149,10 +158,16 @@ class Ensemble:
     ) -> list[Decision]:
         """Decisions for whole frames, in one batch. ``meanwhile``, if given, runs in a thread of
         the ensemble's own while the nets read the frames: other work on them (numpy, SciPy and
-        ONNX Runtime let go of the interpreter in their loops), on the other core."""
+        ONNX Runtime let go of the interpreter in their loops), on the other core. An ensemble
+        made with ``beside=False`` runs it first, on the caller's thread: for one of several
+        processes that share a machine's cores, where a second thread only contends."""
         if not frames:
             return []
-        other = None if meanwhile is None else self._worker.submit(meanwhile)
+        other = None
+        if meanwhile is not None and self._worker is None:
+            meanwhile()
+        elif meanwhile is not None and self._worker is not None:
+            other = self._worker.submit(meanwhile)
         x = np.concatenate([self.prepare(f.data) for f in frames])
         out = self.run(x)
         lines = [tip_change_evidence(f.data) for f in frames]

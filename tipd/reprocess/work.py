@@ -1,8 +1,8 @@
 """A Dask worker's side of a reprocessing: the models loaded once per worker, and a batch judged.
 
 :class:`Judges` is a worker plugin: each worker process loads every model once when it joins
-(ONNX Runtime with one thread, and the frame's physics on the worker's other thread,
-:meth:`tipd.ensemble.Ensemble.classify`), not once per scan. :func:`judge_batch` runs the
+(ONNX Runtime with one thread, and the frame's physics on the same thread: the worker
+processes are the parallelism, one a core), not once per scan. :func:`judge_batch` runs the
 daemon's decision step over one batch's scans in time order, each model with a history of its
 own (advisory, on the frames' own clock), and writes the batch's part of the table. A scan that
 cannot be read, or that fails to be judged, is a row saying why, never the end of the batch.
@@ -34,7 +34,7 @@ class Judges(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         worker.tipd_judges = {
-            m: Ensemble(find(m), prefer_gpu=self.gpu, threads=1) for m in self.models
+            m: Ensemble(find(m), prefer_gpu=self.gpu, threads=1, beside=False) for m in self.models
         }
 
 
