@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from tipd.archive import Archive
 from tipd.frames import Frame
-from tipd.reprocess.run import reprocess
+from tipd.reprocess.run import IN_FLIGHT, reprocess
 from tipd.reprocess.table import parts_dir
 from tipd.synth import generate
 
@@ -65,12 +65,13 @@ def test_an_interrupted_run_goes_on_where_it_stopped_and_gives_the_same_table(
 ) -> None:
     src = archive(tmp_path)
     whole, resumed = tmp_path / "whole.parquet", tmp_path / "resumed.parquet"
-    reprocess([src], [MODEL], whole, workers=2, batch=4)
-    first = reprocess([src], [MODEL], resumed, workers=2, batch=4, stop_after=2)
-    assert not first.complete and not resumed.exists()
+    reprocess([src], [MODEL], whole, workers=2, batch=3)
+    # stopped after 2 batches: at most those, and the 2 + 2 a worker in flight, are written
+    first = reprocess([src], [MODEL], resumed, workers=2, batch=3, stop_after=2)
+    assert first.batches == 9 and not first.complete and not resumed.exists()
     written = len(list(parts_dir(resumed).glob("*.parquet")))
-    assert 2 <= written < first.batches
-    second = reprocess([src], [MODEL], resumed, workers=2, batch=4)
+    assert 2 <= written <= 2 + IN_FLIGHT * 2
+    second = reprocess([src], [MODEL], resumed, workers=2, batch=3)
     assert second.complete and second.skipped == written
     assert pq.read_table(resumed).drop(["batch"]).equals(pq.read_table(whole).drop(["batch"]))
 

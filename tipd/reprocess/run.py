@@ -1,8 +1,10 @@
 """Running a reprocessing on a Dask cluster: on this machine by default (a ``LocalCluster`` of
 worker processes, one a core, one thread each), or on an existing cluster (``scheduler``).
 
-The batches not yet written (:func:`tipd.reprocess.table.done`) go out as Dask tasks; each
-worker has the models loaded once (:class:`tipd.reprocess.work.Judges`). A worker that dies
+The batches not yet written (:func:`tipd.reprocess.table.done`) go out as Dask tasks, two a
+worker in flight at any time (:data:`IN_FLIGHT`, so that a stopped run leaves the rest unjudged
+and the scheduler holds few tasks for a large archive); each worker has the models loaded once
+(:class:`tipd.reprocess.work.Judges`). A worker that dies
 takes no written part with it: Dask gives its batch to another worker. Ctrl-C stops the run with
 every part written so far kept; the next run goes on from there. When every batch is written,
 the parts become the table (:func:`tipd.reprocess.table.consolidate`).
@@ -15,10 +17,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
-from tipd.reprocess.sources import batches, scans
+from tipd.reprocess.sources import Batch, batches, scans
 from tipd.reprocess.table import consolidate, done
+
+#: batches in flight per worker: one judged, one waiting, so no worker waits for the scheduler
+IN_FLIGHT = 2
 
 
 @dataclass
@@ -55,7 +61,7 @@ def reprocess(
     address of a running cluster instead; ``progress(scans_done, scans_total)`` after each
     batch; ``stop_after``: return after that many batches (an interrupted run); ``archived``:
     the verdicts the archive kept go into the table too (model ``archive:<model>``)."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, Future, LocalCluster, as_completed
 
     from tipd.reprocess.work import Judges, judge_batch
 
@@ -81,15 +87,21 @@ def reprocess(
         try:
             summary.workers = len(client.scheduler_info()["workers"])
             client.register_plugin(Judges(models, gpu))
-            futures = [
-                client.submit(
+            queue = iter(pending)
+
+            def submit(b: Batch) -> Future:  # type: ignore[type-arg]
+                return client.submit(
                     judge_batch, b, models, str(table), archived, key=f"tipd-{b.key}", retries=2
                 )
-                for b in pending
-            ]
+
+            window = IN_FLIGHT * max(1, summary.workers)
+            running = as_completed([submit(b) for b in islice(queue, window)])
             finished = 0
             scanned = 0
-            for fut in as_completed(futures):
+            for fut in running:
+                following = next(queue, None)
+                if following is not None:
+                    running.add(submit(following))
                 try:
                     _, n, errors = fut.result()
                 except Exception as exc:  # a batch that could not be written
