@@ -164,10 +164,11 @@ class Ensemble:
         if not frames:
             return []
         other = None
-        if meanwhile is not None and self._worker is None:
-            meanwhile()
-        elif meanwhile is not None and self._worker is not None:
-            other = self._worker.submit(meanwhile)
+        if meanwhile is not None:
+            if self._worker is None:
+                meanwhile()
+            else:
+                other = self._worker.submit(meanwhile)
         x = np.concatenate([self.prepare(f.data) for f in frames])
         out = self.run(x)
         lines = [tip_change_evidence(f.data) for f in frames]
